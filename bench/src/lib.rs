@@ -1,0 +1,1 @@
+//! Benchmarks of the coordinator against a real sentinel, measured in the same run.

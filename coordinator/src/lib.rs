@@ -1,0 +1,1 @@
+//! The coordinator: reconciles every sentinel's view into one verdict per master name.

@@ -1,0 +1,1 @@
+//! (typed model: being written)
