@@ -1,1 +1,480 @@
-//! (framing: being written)
+//! The replies the coordinator builds, and their bytes in each protocol.
+//!
+//! A [`Reply`] is protocol-neutral; [`Reply::encode`] picks the RESP2 or RESP3 shape at write time,
+//! because a connection may switch protocol with `HELLO` between two pipelined commands. The shapes
+//! are the ones a real sentinel produces, byte for byte:
+//!
+//! | value | RESP2 | RESP3 |
+//! |---|---|---|
+//! | [`Reply::Null`] | `$-1` | `_` |
+//! | [`Reply::NullArray`] (unknown master for `GET-MASTER-ADDR-BY-NAME`) | `*-1` | `_` |
+//! | [`Reply::Map`] (a `SENTINEL MASTER` record) | flat `*2N`, insertion order | `%N`, insertion order |
+//! | [`Reply::Push`] (pub/sub message) | `*N` | `>N` |
+//! | [`Reply::Boolean`] | `:1` / `:0` | `#t` / `#f` |
+//! | [`Reply::Double`] | bulk string | `,` |
+//!
+//! Scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Aggregate
+//! headers are written here: going through `redis-protocol` for them would mean materialising a
+//! frame tree (a `Vec` per aggregate, and a hash map per RESP3 map) for every reply, and it has no
+//! way at all to express the RESP2 null array `*-1`.
+
+use std::borrow::Cow;
+use std::fmt::Display;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use redis_protocol::error::RedisProtocolError;
+use redis_protocol::resp2::types::BorrowedFrame as Resp2Borrowed;
+use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
+use redis_protocol::resp3::types::BorrowedFrame as Resp3Borrowed;
+use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
+
+use crate::codec::put_header;
+
+/// The protocol a connection speaks, as negotiated with `HELLO` (RESP2 until then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// RESP2, every connection's starting protocol.
+    #[default]
+    Resp2,
+    /// RESP3, after `HELLO 3`.
+    Resp3,
+}
+
+impl Protocol {
+    /// The number `HELLO` reports as `proto`.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// A reply value, protocol-neutral until encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+text`. Must not contain CR or LF (encoding replaces them with spaces).
+    Simple(Bytes),
+    /// `-text`: the whole line after the `-`, error code included (`ERR ...`, `WRONGPASS ...`).
+    /// CR and LF are replaced with spaces on encoding, as Valkey's `addReplyError` does.
+    Error(Cow<'static, str>),
+    /// `:n`.
+    Integer(i64),
+    /// `$len` bulk string.
+    Bulk(Bytes),
+    /// The null bulk: `$-1` in RESP2, `_` in RESP3.
+    Null,
+    /// The null array: `*-1` in RESP2 (a sentinel's answer to `GET-MASTER-ADDR-BY-NAME` for an
+    /// unknown name), `_` in RESP3.
+    NullArray,
+    /// `*N`.
+    Array(Vec<Reply>),
+    /// A map in insertion order: `%N` in RESP3, a flat `*2N` array of key, value, ... in RESP2.
+    Map(Vec<(Reply, Reply)>),
+    /// Out-of-band data (pub/sub): `>N` in RESP3, `*N` in RESP2.
+    Push(Vec<Reply>),
+    /// A double: `,` in RESP3, a bulk string of its decimal form in RESP2.
+    Double(f64),
+    /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
+    Boolean(bool),
+}
+
+impl Reply {
+    /// `+OK`.
+    pub fn ok() -> Reply {
+        Reply::Simple(Bytes::from_static(b"OK"))
+    }
+
+    /// `+text` from a static string (no allocation).
+    pub fn simple(text: &'static str) -> Reply {
+        Reply::Simple(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// `-text`; `text` includes the error code, e.g. `"ERR No such master with that name"`.
+    pub fn error(text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::Error(text.into())
+    }
+
+    /// A bulk string.
+    pub fn bulk(data: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(data.into())
+    }
+
+    /// A bulk string from a static string (no allocation).
+    pub fn bulk_static(text: &'static str) -> Reply {
+        Reply::Bulk(Bytes::from_static(text.as_bytes()))
+    }
+
+    /// A bulk string holding the decimal form of `value`: sentinels send every number inside a
+    /// record (ports, epochs, counts) as a bulk string, never as an integer.
+    pub fn bulk_display(value: impl Display) -> Reply {
+        Reply::Bulk(Bytes::from(value.to_string()))
+    }
+
+    /// An array.
+    pub fn array(items: Vec<Reply>) -> Reply {
+        Reply::Array(items)
+    }
+
+    /// The `[ip, port]` pair `SENTINEL GET-MASTER-ADDR-BY-NAME` answers, both bulk strings.
+    pub fn addr(ip: impl Into<Bytes>, port: u16) -> Reply {
+        Reply::Array(vec![Reply::Bulk(ip.into()), Reply::bulk_display(port)])
+    }
+
+    /// A map of bulk-string keys and bulk-string values, in the given order: the shape of a
+    /// sentinel record (`SENTINEL MASTER`, each entry of `SENTINEL MASTERS|REPLICAS|SENTINELS`).
+    pub fn record<K, V, I>(fields: I) -> Reply
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<Bytes>,
+        V: Into<Bytes>,
+    {
+        Reply::Map(
+            fields
+                .into_iter()
+                .map(|(k, v)| (Reply::Bulk(k.into()), Reply::Bulk(v.into())))
+                .collect(),
+        )
+    }
+
+    /// Appends this reply's bytes in `protocol` to `dst`.
+    pub fn encode(&self, protocol: Protocol, dst: &mut BytesMut) -> Result<(), RedisProtocolError> {
+        match protocol {
+            Protocol::Resp2 => self.encode_resp2(dst),
+            Protocol::Resp3 => self.encode_resp3(dst),
+        }
+    }
+
+    /// This reply's bytes in `protocol`, as a fresh buffer (tests, fixtures).
+    pub fn to_bytes(&self, protocol: Protocol) -> Bytes {
+        let mut buf = BytesMut::new();
+        // Encoding into a growable buffer has no failure mode for these frame kinds.
+        self.encode(protocol, &mut buf)
+            .expect("encoding into a BytesMut cannot fail");
+        buf.freeze()
+    }
+
+    fn encode_resp2(&self, dst: &mut BytesMut) -> Result<(), RedisProtocolError> {
+        use redis_protocol::resp2::encode::extend_encode_borrowed as enc;
+        match self {
+            Reply::Simple(s) => {
+                enc(dst, &Resp2Borrowed::SimpleString(&one_line_bytes(s)), false)?;
+            }
+            Reply::Error(e) => {
+                enc(dst, &Resp2Borrowed::Error(&one_line(e)), false)?;
+            }
+            Reply::Integer(n) => {
+                enc(dst, &Resp2Borrowed::Integer(*n), false)?;
+            }
+            Reply::Bulk(b) => {
+                enc(dst, &Resp2Borrowed::BulkString(b), false)?;
+            }
+            Reply::Null => {
+                enc(dst, &Resp2Borrowed::Null, false)?;
+            }
+            // redis-protocol's RESP2 null is always `$-1`; the null array has to be written here.
+            Reply::NullArray => dst.put_slice(b"*-1\r\n"),
+            Reply::Array(items) | Reply::Push(items) => {
+                put_header(dst, b'*', items.len());
+                for item in items {
+                    item.encode_resp2(dst)?;
+                }
+            }
+            Reply::Map(pairs) => {
+                put_header(dst, b'*', pairs.len() * 2);
+                for (k, v) in pairs {
+                    k.encode_resp2(dst)?;
+                    v.encode_resp2(dst)?;
+                }
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                enc(dst, &Resp2Borrowed::BulkString(text.as_bytes()), false)?;
+            }
+            Reply::Boolean(b) => {
+                enc(dst, &Resp2Borrowed::Integer(i64::from(*b)), false)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_resp3(&self, dst: &mut BytesMut) -> Result<(), RedisProtocolError> {
+        use redis_protocol::resp3::encode::complete::extend_encode_borrowed as enc;
+        match self {
+            Reply::Simple(s) => {
+                let data = &one_line_bytes(s);
+                enc(
+                    dst,
+                    &Resp3Borrowed::SimpleString {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+            Reply::Error(e) => {
+                let data = &one_line(e);
+                enc(
+                    dst,
+                    &Resp3Borrowed::SimpleError {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+            Reply::Integer(n) => {
+                let data = *n;
+                enc(
+                    dst,
+                    &Resp3Borrowed::Number {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+            Reply::Bulk(b) => {
+                let data = &b[..];
+                enc(
+                    dst,
+                    &Resp3Borrowed::BlobString {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+            Reply::Null | Reply::NullArray => {
+                enc(dst, &Resp3Borrowed::Null, false)?;
+            }
+            Reply::Array(items) => {
+                put_header(dst, b'*', items.len());
+                for item in items {
+                    item.encode_resp3(dst)?;
+                }
+            }
+            Reply::Push(items) => {
+                put_header(dst, b'>', items.len());
+                for item in items {
+                    item.encode_resp3(dst)?;
+                }
+            }
+            Reply::Map(pairs) => {
+                put_header(dst, b'%', pairs.len());
+                for (k, v) in pairs {
+                    k.encode_resp3(dst)?;
+                    v.encode_resp3(dst)?;
+                }
+            }
+            Reply::Double(d) => {
+                let data = *d;
+                enc(
+                    dst,
+                    &Resp3Borrowed::Double {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+            Reply::Boolean(b) => {
+                let data = *b;
+                enc(
+                    dst,
+                    &Resp3Borrowed::Boolean {
+                        data,
+                        attributes: None,
+                    },
+                    false,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `redis-protocol` RESP2 frame with the same bytes, or `None` if the reply holds a null
+    /// array below the top level (RESP2 frames cannot express one). For tests and for handing a
+    /// reply to code that wants frames; the server itself encodes with [`Reply::encode`].
+    pub fn to_resp2_frame(&self) -> Option<Resp2Frame> {
+        Some(match self {
+            Reply::Simple(s) => Resp2Frame::SimpleString(one_line_bytes(s).into_owned().into()),
+            Reply::Error(e) => Resp2Frame::Error(one_line(e).into_owned().into()),
+            Reply::Integer(n) => Resp2Frame::Integer(*n),
+            Reply::Bulk(b) => Resp2Frame::BulkString(b.clone()),
+            Reply::Null => Resp2Frame::Null,
+            Reply::NullArray => return None,
+            Reply::Array(items) | Reply::Push(items) => Resp2Frame::Array(
+                items
+                    .iter()
+                    .map(Reply::to_resp2_frame)
+                    .collect::<Option<_>>()?,
+            ),
+            Reply::Map(pairs) => {
+                let mut flat = Vec::with_capacity(pairs.len() * 2);
+                for (k, v) in pairs {
+                    flat.push(k.to_resp2_frame()?);
+                    flat.push(v.to_resp2_frame()?);
+                }
+                Resp2Frame::Array(flat)
+            }
+            Reply::Double(d) => Resp2Frame::BulkString(Bytes::from(format_double(*d))),
+            Reply::Boolean(b) => Resp2Frame::Integer(i64::from(*b)),
+        })
+    }
+
+    /// The `redis-protocol` RESP3 frame with the same bytes, or `None` where a RESP3 frame cannot
+    /// represent the reply: a map key that is an aggregate (its `Hash` panics) or a duplicate key.
+    pub fn to_resp3_frame(&self) -> Option<Resp3Frame> {
+        Some(match self {
+            Reply::Simple(s) => Resp3Frame::SimpleString {
+                data: one_line_bytes(s).into_owned().into(),
+                attributes: None,
+            },
+            Reply::Error(e) => Resp3Frame::SimpleError {
+                data: one_line(e).into_owned().into(),
+                attributes: None,
+            },
+            Reply::Integer(n) => Resp3Frame::Number {
+                data: *n,
+                attributes: None,
+            },
+            Reply::Bulk(b) => Resp3Frame::BlobString {
+                data: b.clone(),
+                attributes: None,
+            },
+            Reply::Null | Reply::NullArray => Resp3Frame::Null,
+            Reply::Array(items) => Resp3Frame::Array {
+                data: items
+                    .iter()
+                    .map(Reply::to_resp3_frame)
+                    .collect::<Option<_>>()?,
+                attributes: None,
+            },
+            Reply::Push(items) => Resp3Frame::Push {
+                data: items
+                    .iter()
+                    .map(Reply::to_resp3_frame)
+                    .collect::<Option<_>>()?,
+                attributes: None,
+            },
+            Reply::Map(pairs) => {
+                let mut map = redis_protocol::resp3::types::FrameMap::default();
+                for (k, v) in pairs {
+                    if matches!(k, Reply::Array(_) | Reply::Map(_) | Reply::Push(_)) {
+                        return None;
+                    }
+                    if map
+                        .insert(k.to_resp3_frame()?, v.to_resp3_frame()?)
+                        .is_some()
+                    {
+                        return None;
+                    }
+                }
+                Resp3Frame::Map {
+                    data: map,
+                    attributes: None,
+                }
+            }
+            Reply::Double(d) => Resp3Frame::Double {
+                data: *d,
+                attributes: None,
+            },
+            Reply::Boolean(b) => Resp3Frame::Boolean {
+                data: *b,
+                attributes: None,
+            },
+        })
+    }
+}
+
+/// Builds a sentinel record field by field, every value a bulk string, in insertion order.
+///
+/// ```
+/// use sentinel_protocol::reply::{Protocol, RecordBuilder};
+/// let record = RecordBuilder::with_capacity(3)
+///     .field("name", "mymaster")
+///     .field("port", 6379)
+///     .field("flags", "master")
+///     .build();
+/// assert_eq!(
+///     &record.to_bytes(Protocol::Resp2)[..],
+///     &b"*6\r\n$4\r\nname\r\n$8\r\nmymaster\r\n$4\r\nport\r\n$4\r\n6379\r\n$5\r\nflags\r\n$6\r\nmaster\r\n"[..]
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RecordBuilder {
+    fields: Vec<(Reply, Reply)>,
+}
+
+impl RecordBuilder {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty record with room for `n` fields (a `SENTINEL MASTER` record has about 40).
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds `key` with the decimal or textual form of `value` as a bulk string.
+    pub fn field(mut self, key: &'static str, value: impl Display) -> Self {
+        self.push(key, value);
+        self
+    }
+
+    /// Adds `key` with raw bytes as the value.
+    pub fn field_bytes(mut self, key: &'static str, value: impl Into<Bytes>) -> Self {
+        self.fields
+            .push((Reply::bulk_static(key), Reply::Bulk(value.into())));
+        self
+    }
+
+    /// In-place form of [`field`](Self::field), for loops.
+    pub fn push(&mut self, key: &'static str, value: impl Display) {
+        self.fields
+            .push((Reply::bulk_static(key), Reply::bulk_display(value)));
+    }
+
+    /// The record as a [`Reply::Map`].
+    pub fn build(self) -> Reply {
+        Reply::Map(self.fields)
+    }
+}
+
+/// Valkey's `addReplyError` turns CR and LF into spaces so an error can never break framing;
+/// do the same (and borrow when there is nothing to fix, which is always on the hot path).
+fn one_line(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
+        Cow::Owned(text.replace(['\r', '\n'], " "))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn one_line_bytes(data: &[u8]) -> Cow<'_, [u8]> {
+    if data.iter().any(|&b| b == b'\r' || b == b'\n') {
+        Cow::Owned(
+            data.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(data)
+    }
+}
+
+/// RESP2 has no double type; Valkey sends the shortest round-tripping decimal as a bulk string,
+/// with `inf`, `-inf` and `nan` for the specials.
+fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        "nan".to_owned()
+    } else if d.is_infinite() {
+        if d > 0.0 { "inf" } else { "-inf" }.to_owned()
+    } else {
+        format!("{d}")
+    }
+}
