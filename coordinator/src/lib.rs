@@ -1,1 +1,4 @@
 //! The coordinator: reconciles every sentinel's view into one verdict per master name.
+
+pub mod addr;
+pub mod verdict;
