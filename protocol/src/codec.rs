@@ -158,7 +158,8 @@ fn incomplete_after_scan() -> ReplyCodecError {
 
 /// Client-side RESP3 codec: like [`ReplyCodec`] but decodes RESP3 frames (after `HELLO 3`, or to
 /// read RESP3 fixtures). Uses `resp3::decode::complete::decode_bytes_mut`; streamed aggregates are
-/// refused by the scanner.
+/// refused by the scanner. Decoded maps keep their wire order (see `restore_map_order`); with
+/// a duplicate key, the first occurrence's value wins (redis-protocol's behaviour).
 #[derive(Debug, Clone)]
 pub struct Resp3ReplyCodec {
     scanner: ReplyScanner,
@@ -194,11 +195,36 @@ impl Decoder for Resp3ReplyCodec {
             Scan::Complete(len) => {
                 let mut frame_bytes = src.split_to(len);
                 match redis_protocol::resp3::decode::complete::decode_bytes_mut(&mut frame_bytes)? {
-                    Some((frame, _, _)) => Ok(Some(frame)),
+                    Some((mut frame, _, _)) => {
+                        restore_map_order(&mut frame);
+                        Ok(Some(frame))
+                    }
                     None => Err(incomplete_after_scan()),
                 }
             }
         }
+    }
+}
+
+/// redis-protocol 6.0.0 builds RESP3 maps (and attribute maps) by popping key/value pairs off
+/// the end of the parsed list, so a decoded map iterates in *reverse* wire order even with
+/// `index-map` on. A sentinel record's field order is part of what we compare against fixtures,
+/// so put it back. Recursion is bounded by the scanner's depth limit.
+fn restore_map_order(frame: &mut Resp3Frame) {
+    use redis_protocol::resp3::types::Resp3Frame as _;
+    if let Some(attrs) = frame.attributes_mut() {
+        attrs.reverse();
+        attrs.values_mut().for_each(restore_map_order);
+    }
+    match frame {
+        Resp3Frame::Map { data, .. } => {
+            data.reverse();
+            data.values_mut().for_each(restore_map_order);
+        }
+        Resp3Frame::Array { data, .. } | Resp3Frame::Push { data, .. } => {
+            data.iter_mut().for_each(restore_map_order);
+        }
+        _ => {}
     }
 }
 

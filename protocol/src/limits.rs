@@ -486,7 +486,8 @@ pub enum ReplyProtocol {
     #[default]
     Resp2,
     /// RESP2 plus `_ , # ( ! = % ~ > |`. Streamed aggregates (`*?`, `$?`) are refused: no
-    /// sentinel sends them and they have no length to check up front.
+    /// sentinel sends them and they have no length to check up front. So are the RESP2 nulls
+    /// `$-1` and `*-1`, which a RESP3 server never sends (it sends `_`).
     Resp3,
 }
 
@@ -800,7 +801,13 @@ impl ReplyScanner {
             Some(_) => return Err(malformed),
         }
         let digits = &buf[start + 1..cr];
-        if digits == b"-1" {
+        // `$-1` / `*-1` are RESP2's nulls. RESP3 has `_` instead, and redis-protocol's RESP3
+        // decoder refuses the RESP2 forms, so refuse them here too rather than hand it a frame
+        // it will reject.
+        if digits == b"-1"
+            && (buf[start] == b'$' || buf[start] == b'*')
+            && self.protocol == ReplyProtocol::Resp2
+        {
             return Ok(Some((None, cr)));
         }
         let mut v: u64 = 0;
