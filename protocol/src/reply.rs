@@ -12,6 +12,7 @@
 //! | [`Reply::Push`] (pub/sub message) | `*N` | `>N` |
 //! | [`Reply::Boolean`] | `:1` / `:0` | `#t` / `#f` |
 //! | [`Reply::Double`] | bulk string | `,` |
+//! | [`Reply::Verbatim`] (`INFO`) | bulk string | `=N txt:` |
 //!
 //! Scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Aggregate
 //! headers are written here: going through `redis-protocol` for them would mean materialising a
@@ -27,6 +28,7 @@ use redis_protocol::resp2::types::BorrowedFrame as Resp2Borrowed;
 use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
 use redis_protocol::resp3::types::BorrowedFrame as Resp3Borrowed;
 use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
+use redis_protocol::resp3::types::VerbatimStringFormat;
 
 use crate::codec::put_header;
 
@@ -77,6 +79,9 @@ pub enum Reply {
     Double(f64),
     /// A boolean: `#t`/`#f` in RESP3, `:1`/`:0` in RESP2.
     Boolean(bool),
+    /// Plain text as a verbatim string: `=N\r\ntxt:...` in RESP3 (what Valkey answers `INFO`
+    /// with), a bulk string in RESP2.
+    Verbatim(Bytes),
 }
 
 impl Reply {
@@ -166,7 +171,7 @@ impl Reply {
             Reply::Integer(n) => {
                 enc(dst, &Resp2Borrowed::Integer(*n), false)?;
             }
-            Reply::Bulk(b) => {
+            Reply::Bulk(b) | Reply::Verbatim(b) => {
                 enc(dst, &Resp2Borrowed::BulkString(b), false)?;
             }
             Reply::Null => {
@@ -289,6 +294,14 @@ impl Reply {
                     false,
                 )?;
             }
+            Reply::Verbatim(text) => {
+                let frame = Resp3Borrowed::VerbatimString {
+                    data: text,
+                    format: VerbatimStringFormat::Text,
+                    attributes: None,
+                };
+                enc(dst, &frame, false)?;
+            }
         }
         Ok(())
     }
@@ -301,7 +314,7 @@ impl Reply {
             Reply::Simple(s) => Resp2Frame::SimpleString(one_line_bytes(s).into_owned().into()),
             Reply::Error(e) => Resp2Frame::Error(one_line(e).into_owned().into()),
             Reply::Integer(n) => Resp2Frame::Integer(*n),
-            Reply::Bulk(b) => Resp2Frame::BulkString(b.clone()),
+            Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Null => Resp2Frame::Null,
             Reply::NullArray => return None,
             Reply::Array(items) | Reply::Push(items) => Resp2Frame::Array(
@@ -382,6 +395,11 @@ impl Reply {
             },
             Reply::Boolean(b) => Resp3Frame::Boolean {
                 data: *b,
+                attributes: None,
+            },
+            Reply::Verbatim(text) => Resp3Frame::VerbatimString {
+                data: text.clone(),
+                format: VerbatimStringFormat::Text,
                 attributes: None,
             },
         })
