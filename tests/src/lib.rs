@@ -1,1 +1,49 @@
 //! A lab of real Valkey data pods and sentinels, each on its own loopback address.
+//!
+//! A [`Lab`] is one replication group (by default 3 data pods and 3 sentinels, master name
+//! `mymaster`) on a loopback /24 of its own, every pod on the standard ports (see [`layout`]).
+//! Everything is a real process; nothing is mocked. Processes die with the test, however it ends
+//! (see [`process`]); a failing test prints the layout and every log's tail (see [`report`]).
+//!
+//! ```no_run
+//! # async fn demo() -> valkey_lab::Result<()> {
+//! use std::time::Duration;
+//! use valkey_lab::{LabSpec, PodId, ValkeyVersion};
+//!
+//! let mut lab = LabSpec::new(ValkeyVersion::V9_1_2).start().await?;
+//! lab.wait_formed(Duration::from_secs(15)).await?;
+//! lab.kill(PodId::Data(0));
+//! let old = lab.data_addr(0);
+//! lab.wait_sentinels_agree(Duration::from_secs(15), |addr, _| addr != old).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules, one concern each: [`version`] (which binary), [`layout`] (addresses and the block
+//! claim), [`config`] (config rendering), [`process`] (spawning and signals), [`client`] (a small
+//! RESP client), [`replies`] (reading replies), [`wait`] (deadline-bound waits), [`events`]
+//! (sentinel pub/sub), [`writer`] (acknowledged writes and loss checks), [`sampler`] (ROLE
+//! timeline and dual-master detection), [`report`] (the failure report).
+
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod lab;
+pub mod layout;
+pub mod process;
+pub mod replies;
+pub mod report;
+pub mod sampler;
+pub mod version;
+pub mod wait;
+pub mod writer;
+
+pub use client::{Client, Credentials, Frame};
+pub use config::{AuthSpec, SentinelTimings, StartRole};
+pub use error::{LabError, Result};
+pub use events::{EventLog, SentinelEvent};
+pub use lab::{Lab, LabSpec, PodId, SentinelStart};
+pub use sampler::{DualMaster, RoleSampler, RoleTimeline, SampledRole};
+pub use version::ValkeyVersion;
+pub use wait::{MasterAgreement, Probe, poll_until};
+pub use writer::{LossReport, WriteLog, WriteTarget, Writer};

@@ -1,0 +1,221 @@
+//! Config files for data pods and sentinels, rendered fresh at every start.
+//!
+//! A managed pod gets its config from a template at each start (only its data directory
+//! persists), so the lab does the same: a data pod's `valkey.conf` is rewritten from the lab's
+//! spec plus its start role; a sentinel's `sentinel.conf` lives in its own directory (the
+//! "emptyDir"), rendered once and then owned by the sentinel, which rewrites it.
+
+use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
+
+/// Sentinel timings per master; short by default so failovers take seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelTimings {
+    /// `down-after-milliseconds`.
+    pub down_after: Duration,
+    /// `failover-timeout`.
+    pub failover_timeout: Duration,
+    /// `parallel-syncs`.
+    pub parallel_syncs: u32,
+}
+
+impl Default for SentinelTimings {
+    fn default() -> Self {
+        SentinelTimings {
+            down_after: Duration::from_millis(1000),
+            failover_timeout: Duration::from_millis(5000),
+            parallel_syncs: 1,
+        }
+    }
+}
+
+/// Users and passwords of a lab with authentication.
+///
+/// * Data pods: `requirepass` for the `default` user, and a dedicated sentinel ACL user.
+///   Replicas authenticate to their master as `default` (`masterauth`), or as
+///   [`Self::replication_user`] if set.
+/// * Sentinels: `sentinel auth-user/auth-pass` with the sentinel user; if
+///   [`Self::sentinel_password`] is set, the sentinels themselves require it (`requirepass`) and
+///   use it towards each other (`sentinel sentinel-pass`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSpec {
+    /// Password of the data pods' `default` user.
+    pub default_password: String,
+    /// ACL user the sentinels log in to the data pods with.
+    pub sentinel_user: String,
+    /// Its password.
+    pub sentinel_user_password: String,
+    /// Its ACL rules (after `on >password`), e.g. `allchannels +@all`.
+    pub sentinel_user_rules: String,
+    /// Optional replication user `(name, password)`, created with `+@all`-free replication rules
+    /// (`+psync +replconf +ping`); `None` replicates as `default`.
+    pub replication_user: Option<(String, String)>,
+    /// Password clients and peers need to talk to the sentinels; `None` leaves them open.
+    pub sentinel_password: Option<String>,
+}
+
+impl AuthSpec {
+    /// A spec with generated passwords and a sentinel user allowed everything.
+    pub fn simple() -> Self {
+        AuthSpec {
+            default_password: "lab-default-pw".into(),
+            sentinel_user: "sentinel".into(),
+            sentinel_user_password: "lab-sentinel-user-pw".into(),
+            sentinel_user_rules: "allchannels +@all".into(),
+            replication_user: None,
+            sentinel_password: None,
+        }
+    }
+}
+
+/// How a data pod starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartRole {
+    /// No `replicaof`: the pod starts as a master.
+    Master,
+    /// `replicaof <addr>`: the pod starts as a replica of that master.
+    ReplicaOf(SocketAddr),
+}
+
+pub(crate) struct DataConfig<'a> {
+    pub addr: SocketAddr,
+    pub dir: &'a Path,
+    pub role: StartRole,
+    pub auth: Option<&'a AuthSpec>,
+    pub rdb: bool,
+    pub extra: &'a [String],
+}
+
+pub(crate) fn render_data(c: &DataConfig<'_>) -> String {
+    let ip = c.addr.ip();
+    let mut s = String::new();
+    let _ = writeln!(s, "# rendered by valkey-lab");
+    let _ = writeln!(s, "bind {ip}");
+    let _ = writeln!(s, "port {}", c.addr.port());
+    // Without these three every pod announces 127.0.0.1 and they all collide.
+    let _ = writeln!(s, "replica-announce-ip {ip}");
+    let _ = writeln!(s, "bind-source-addr {ip}");
+    let _ = writeln!(s, "protected-mode no");
+    let _ = writeln!(s, "daemonize no");
+    let _ = writeln!(s, "logfile \"\"");
+    let _ = writeln!(s, "dir {}", c.dir.display());
+    let _ = writeln!(s, "dbfilename dump.rdb");
+    if c.rdb {
+        let _ = writeln!(s, "save 3600 1 300 100 60 10000");
+    } else {
+        let _ = writeln!(s, "save \"\"");
+    }
+    let _ = writeln!(s, "appendonly no");
+    let _ = writeln!(s, "repl-diskless-sync yes");
+    let _ = writeln!(s, "repl-diskless-sync-delay 0");
+    if let Some(auth) = c.auth {
+        let _ = writeln!(s, "requirepass {}", auth.default_password);
+        let _ = writeln!(
+            s,
+            "user {} on >{} {}",
+            auth.sentinel_user, auth.sentinel_user_password, auth.sentinel_user_rules
+        );
+        match &auth.replication_user {
+            Some((user, password)) => {
+                let _ = writeln!(s, "user {user} on >{password} +psync +replconf +ping");
+                let _ = writeln!(s, "masteruser {user}");
+                let _ = writeln!(s, "masterauth {password}");
+            }
+            None => {
+                let _ = writeln!(s, "masterauth {}", auth.default_password);
+            }
+        }
+    }
+    if let StartRole::ReplicaOf(master) = c.role {
+        let _ = writeln!(s, "replicaof {} {}", master.ip(), master.port());
+    }
+    for line in c.extra {
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+/// What a sentinel monitors.
+pub(crate) struct Monitor<'a> {
+    pub name: &'a str,
+    pub master: SocketAddr,
+    pub quorum: usize,
+    pub timings: &'a SentinelTimings,
+}
+
+pub(crate) struct SentinelConfig<'a> {
+    pub addr: SocketAddr,
+    pub dir: &'a Path,
+    pub monitor: Option<Monitor<'a>>,
+    pub auth: Option<&'a AuthSpec>,
+    pub extra: &'a [String],
+}
+
+pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
+    let ip = c.addr.ip();
+    let mut s = String::new();
+    let _ = writeln!(s, "# rendered by valkey-lab");
+    let _ = writeln!(s, "bind {ip}");
+    let _ = writeln!(s, "port {}", c.addr.port());
+    let _ = writeln!(s, "bind-source-addr {ip}");
+    let _ = writeln!(s, "sentinel announce-ip {ip}");
+    let _ = writeln!(s, "protected-mode no");
+    let _ = writeln!(s, "daemonize no");
+    let _ = writeln!(s, "logfile \"\"");
+    let _ = writeln!(s, "dir {}", c.dir.display());
+    if let Some(password) = c.auth.and_then(|a| a.sentinel_password.as_deref()) {
+        let _ = writeln!(s, "requirepass {password}");
+        let _ = writeln!(s, "sentinel sentinel-pass {password}");
+    }
+    if let Some(m) = &c.monitor {
+        for line in monitor_lines(m, c.auth) {
+            let _ = writeln!(s, "sentinel {}", line.join(" "));
+        }
+    }
+    for line in c.extra {
+        let _ = writeln!(s, "{line}");
+    }
+    s
+}
+
+/// The `SENTINEL ...` arguments that register a monitor: `MONITOR` first, then every `SET`. The
+/// same list renders the config file and is sent at runtime to a wiped sentinel.
+pub(crate) fn monitor_lines(m: &Monitor<'_>, auth: Option<&AuthSpec>) -> Vec<Vec<String>> {
+    let name = m.name.to_string();
+    let mut lines = vec![
+        vec![
+            "monitor".into(),
+            name.clone(),
+            m.master.ip().to_string(),
+            m.master.port().to_string(),
+            m.quorum.to_string(),
+        ],
+        vec![
+            "down-after-milliseconds".into(),
+            name.clone(),
+            m.timings.down_after.as_millis().to_string(),
+        ],
+        vec![
+            "failover-timeout".into(),
+            name.clone(),
+            m.timings.failover_timeout.as_millis().to_string(),
+        ],
+        vec![
+            "parallel-syncs".into(),
+            name.clone(),
+            m.timings.parallel_syncs.to_string(),
+        ],
+    ];
+    if let Some(auth) = auth {
+        lines.push(vec![
+            "auth-user".into(),
+            name.clone(),
+            auth.sentinel_user.clone(),
+        ]);
+        lines.push(vec![
+            "auth-pass".into(),
+            name,
+            auth.sentinel_user_password.clone(),
+        ]);
+    }
+    lines
+}

@@ -1,0 +1,91 @@
+//! The failure report: the lab's layout and the tail of every process's log, printed when a test
+//! fails so the reason is on screen without digging through temp directories.
+
+use std::{fmt::Write as _, fs, path::Path, sync::atomic::Ordering};
+
+use crate::lab::Lab;
+
+/// Lines of each log shown in the report.
+const TAIL_LINES: usize = 40;
+
+/// Set to keep the lab directory even when the test passes.
+const KEEP_ENV: &str = "VALKEY_LAB_KEEP";
+
+impl Lab {
+    /// The layout (pod, address, pid, version) and the last lines of every log.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "===== valkey-lab report: block 127.0.{}.0/24, valkey {}, master name {:?}, dir {} =====",
+            self.block.number(),
+            self.version(),
+            self.master_name(),
+            self.root.display()
+        );
+        for pod in self.pods() {
+            let state = match (&pod.child, pod.paused) {
+                (Some(child), false) => format!("pid {}", child.id()),
+                (Some(child), true) => format!("pid {} (paused)", child.id()),
+                (None, _) => "stopped".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<22} {:<20} starts {}",
+                pod.id.to_string(),
+                pod.addr.to_string(),
+                state,
+                pod.starts
+            );
+        }
+        for pod in self.pods() {
+            let _ = writeln!(
+                out,
+                "----- {} ({}) last {TAIL_LINES} lines -----",
+                pod.id,
+                pod.log.display()
+            );
+            out.push_str(&tail(&pod.log, TAIL_LINES));
+        }
+        let _ = writeln!(out, "===== end of valkey-lab report =====");
+        out
+    }
+
+    /// Marks the lab failed: `Drop` will print the report and keep the directory.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            let mut out = all[all.len().saturating_sub(lines)..].join("\n");
+            out.push('\n');
+            out
+        }
+        Err(e) => format!("(cannot read: {e})\n"),
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking() || self.failed.load(Ordering::Relaxed);
+        if failed {
+            eprintln!("{}", self.report());
+        }
+        for pod in self.data.iter_mut().chain(self.sentinels.iter_mut()) {
+            if let Some(mut child) = pod.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if failed || std::env::var_os(KEEP_ENV).is_some() {
+            eprintln!("valkey-lab: files kept in {}", self.root.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A `ROLE` sampler over every data pod, and the question that matters most for safety: was there
+//! ever a moment when two pods answered "master"?
+//!
+//! One task per pod keeps a connection and asks `ROLE` every period (default 50 ms, 20 Hz),
+//! reconnecting after errors (a killed or restarting pod shows up as `Unreachable`). Each sample
+//! is stamped with the time its reply arrived.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::{task::JoinHandle, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    client::{Client, Credentials},
+    lab::Lab,
+    replies::RoleReply,
+};
+
+/// Default sampling period (20 Hz).
+pub const DEFAULT_PERIOD: Duration = Duration::from_millis(50);
+
+/// What one sample saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SampledRole {
+    /// `ROLE` said master.
+    Master,
+    /// `ROLE` said replica of `master` (`ip:port`), link state as reported.
+    Replica {
+        /// The master followed.
+        master: String,
+        /// `connect`, `connecting`, `sync`, `connected`.
+        state: String,
+    },
+    /// No answer (connection refused or reset, timeout, error reply).
+    Unreachable(String),
+}
+
+/// One sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSample {
+    /// Index of the data pod.
+    pub pod: usize,
+    /// When the reply arrived.
+    pub at: Instant,
+    /// What it said.
+    pub role: SampledRole,
+}
+
+/// A moment when more than one pod answered master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DualMaster {
+    /// When it was seen (the later of the two answers).
+    pub at: Instant,
+    /// Time since the sampler started.
+    pub since_start: Duration,
+    /// The pods (indices) that answered master within the freshness window.
+    pub pods: Vec<usize>,
+}
+
+/// The samples of every pod, in time order.
+#[derive(Debug, Clone)]
+pub struct RoleTimeline {
+    /// When sampling started.
+    pub started: Instant,
+    /// The period asked for.
+    pub period: Duration,
+    /// The samples, in arrival order.
+    pub samples: Vec<RoleSample>,
+}
+
+impl RoleTimeline {
+    /// Every moment when two or more pods answered master with answers no older than two
+    /// periods: a pod counts as master at a sample's instant if its latest sample said master
+    /// and that sample is that fresh. (A killed master's last "master" answer goes stale after
+    /// two periods rather than counting forever.)
+    pub fn dual_masters(&self) -> Vec<DualMaster> {
+        let window = self.period * 2;
+        let mut latest: Vec<Option<&RoleSample>> = Vec::new();
+        let mut found = Vec::new();
+        for sample in &self.samples {
+            if latest.len() <= sample.pod {
+                latest.resize(sample.pod + 1, None);
+            }
+            latest[sample.pod] = Some(sample);
+            let masters: Vec<usize> = latest
+                .iter()
+                .flatten()
+                .filter(|s| {
+                    s.role == SampledRole::Master && sample.at.duration_since(s.at) <= window
+                })
+                .map(|s| s.pod)
+                .collect();
+            if masters.len() > 1 {
+                found.push(DualMaster {
+                    at: sample.at,
+                    since_start: sample.at.duration_since(self.started),
+                    pods: masters,
+                });
+            }
+        }
+        found
+    }
+
+    /// A compact rendering: one line per role change per pod.
+    pub fn changes(&self) -> String {
+        let mut last: Vec<Option<&SampledRole>> = Vec::new();
+        let mut out = String::new();
+        for s in &self.samples {
+            if last.len() <= s.pod {
+                last.resize(s.pod + 1, None);
+            }
+            if last[s.pod] != Some(&s.role) {
+                let t = s.at.duration_since(self.started);
+                out.push_str(&format!(
+                    "{:>8.3}s valkey-{} {:?}\n",
+                    t.as_secs_f64(),
+                    s.pod,
+                    s.role
+                ));
+                last[s.pod] = Some(&s.role);
+            }
+        }
+        out
+    }
+}
+
+/// The running sampler.
+#[derive(Debug)]
+pub struct RoleSampler {
+    samples: Arc<Mutex<Vec<RoleSample>>>,
+    started: Instant,
+    period: Duration,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RoleSampler {
+    /// Samples every data pod of `lab` every [`DEFAULT_PERIOD`].
+    pub fn start(lab: &Lab) -> Self {
+        Self::start_on(lab.data_addrs(), lab.data_credentials(), DEFAULT_PERIOD)
+    }
+
+    /// Samples the given pods every `period`.
+    pub fn start_on(
+        pods: Vec<SocketAddr>,
+        credentials: Option<Credentials>,
+        period: Duration,
+    ) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let tasks = pods
+            .into_iter()
+            .enumerate()
+            .map(|(pod, addr)| {
+                tokio::spawn(sample_pod(
+                    pod,
+                    addr,
+                    credentials.clone(),
+                    period,
+                    samples.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        RoleSampler {
+            samples,
+            started: Instant::now(),
+            period,
+            stop,
+            tasks,
+        }
+    }
+
+    /// The timeline so far.
+    pub fn timeline(&self) -> RoleTimeline {
+        RoleTimeline {
+            started: self.started,
+            period: self.period,
+            samples: self.samples.lock().expect("sampler poisoned").clone(),
+        }
+    }
+
+    /// Stops sampling and returns the timeline.
+    pub async fn stop(mut self) -> RoleTimeline {
+        self.stop.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        self.timeline()
+    }
+}
+
+impl Drop for RoleSampler {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn sample_pod(
+    pod: usize,
+    addr: SocketAddr,
+    credentials: Option<Credentials>,
+    period: Duration,
+    samples: Arc<Mutex<Vec<RoleSample>>>,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut conn: Option<Client> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let probe = async {
+            if conn.is_none() {
+                conn = Some(
+                    Client::connect_with_timeout(addr, credentials.as_ref(), period * 4).await?,
+                );
+            }
+            conn.as_mut().expect("connected above").role().await
+        };
+        let role = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = probe => r,
+        };
+        let role = match role {
+            Ok(RoleReply::Master { .. }) => SampledRole::Master,
+            Ok(RoleReply::Replica { master, state, .. }) => SampledRole::Replica { master, state },
+            Ok(other) => SampledRole::Unreachable(format!("unexpected ROLE {other:?}")),
+            Err(e) => {
+                conn = None;
+                SampledRole::Unreachable(e.to_string())
+            }
+        };
+        samples.lock().expect("sampler poisoned").push(RoleSample {
+            pod,
+            at: Instant::now(),
+            role,
+        });
+    }
+}

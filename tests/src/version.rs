@@ -1,0 +1,69 @@
+//! The three Valkey builds the labs run on, and where `tests/install-valkey.sh` puts them.
+
+use std::{fmt, path::PathBuf};
+
+use crate::error::{LabError, Result};
+
+/// A Valkey build installed under `.deps/valkey/<version>/bin` of the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ValkeyVersion {
+    /// Debian build: TLS, `valkey-cli`, `valkey-benchmark`. Its `valkey-server` is a wrapper script
+    /// that `exec`s the real binary, so the pid the lab sees is the server's.
+    V8_0_1,
+    /// `valkey-server` and `valkey-cli`, no TLS.
+    V8_1_8,
+    /// `valkey-server` only, no TLS; has `SENTINEL FAILOVER ... COORDINATED`.
+    V9_1_2,
+}
+
+impl ValkeyVersion {
+    /// Every version, oldest first.
+    pub const ALL: [ValkeyVersion; 3] = [Self::V8_0_1, Self::V8_1_8, Self::V9_1_2];
+
+    /// The version string, e.g. `"9.1.2"`, which is also its directory name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V8_0_1 => "8.0.1",
+            Self::V8_1_8 => "8.1.8",
+            Self::V9_1_2 => "9.1.2",
+        }
+    }
+
+    /// Whether this build was compiled with TLS.
+    pub fn has_tls(self) -> bool {
+        matches!(self, Self::V8_0_1)
+    }
+
+    /// The install root: `$VALKEY_DEPS_DIR` if set (the installer honours it too), else the
+    /// project's `.deps/valkey`.
+    pub fn deps_dir() -> PathBuf {
+        match std::env::var_os("VALKEY_DEPS_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.deps/valkey"),
+        }
+    }
+
+    /// Path of one of this version's binaries (`valkey-server`, `valkey-cli`, ...), checked to exist.
+    pub fn binary(self, name: &str) -> Result<PathBuf> {
+        let path = Self::deps_dir().join(self.as_str()).join("bin").join(name);
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(LabError::NotInstalled {
+                version: self,
+                path,
+            })
+        }
+    }
+
+    /// Path of `valkey-server`, which runs both data pods and sentinels (`--sentinel`).
+    pub fn server_binary(self) -> Result<PathBuf> {
+        self.binary("valkey-server")
+    }
+}
+
+impl fmt::Display for ValkeyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

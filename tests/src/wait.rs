@@ -1,0 +1,269 @@
+//! Deadline-bound polling. Scenarios wait on observable state, never on fixed sleeps: a probe runs
+//! every [`POLL_EVERY`] until it says ready or the deadline passes, and the timeout error says what
+//! was waited for and the last thing seen.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::time::{Instant, sleep_until};
+
+use crate::{
+    error::{LabError, Result},
+    lab::{Lab, PodId},
+    replies::{RoleReply, flags_down},
+};
+
+/// Default polling period: quick enough that a wait ends within a few tens of milliseconds of the
+/// event, slow enough not to load a 2-core CI machine.
+pub const POLL_EVERY: Duration = Duration::from_millis(25);
+
+/// One observation of a probe.
+#[derive(Debug)]
+pub enum Probe<T> {
+    /// The condition holds; the wait returns this value.
+    Ready(T),
+    /// Not yet; the text says what was seen (kept for the timeout message).
+    Pending(String),
+}
+
+/// Runs `probe` every `every` until it is ready or `timeout` has passed.
+pub async fn poll_until<T, F, Fut>(
+    what: impl Into<String>,
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Probe<T>>,
+{
+    let what = what.into();
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut last_seen = String::from("(nothing yet)");
+    loop {
+        let next = Instant::now() + every;
+        match tokio::time::timeout_at(deadline, probe()).await {
+            Ok(Probe::Ready(value)) => return Ok(value),
+            Ok(Probe::Pending(seen)) => last_seen = seen,
+            Err(_) => {}
+        }
+        if next >= deadline {
+            return Err(LabError::Timeout {
+                what,
+                waited: start.elapsed(),
+                last_seen,
+            });
+        }
+        sleep_until(next).await;
+    }
+}
+
+// === impl Lab: waits ===
+
+/// The master a majority of sentinels named, as seen by [`Lab::wait_sentinels_agree`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterAgreement {
+    /// The agreed address (from `GET-MASTER-ADDR-BY-NAME`).
+    pub addr: SocketAddr,
+    /// The highest `config-epoch` among the agreeing sentinels' `SENTINEL MASTER` records.
+    pub config_epoch: u64,
+    /// How many sentinels named it.
+    pub votes: usize,
+}
+
+impl Lab {
+    /// Waits until data pod `i` answers `ROLE` as master.
+    pub async fn wait_master(&self, i: usize, timeout: Duration) -> Result<()> {
+        let what = format!("valkey-{i} to answer ROLE master");
+        let result = poll_until(what, timeout, POLL_EVERY, || async move {
+            match self.role(PodId::Data(i)).await {
+                Ok(role) if role.is_master() => Probe::Ready(()),
+                Ok(role) => Probe::Pending(format!("{role:?}")),
+                Err(e) => Probe::Pending(e.to_string()),
+            }
+        })
+        .await;
+        self.note(result)
+    }
+
+    /// Waits until data pod `i` answers `ROLE` as a replica of `master` and its
+    /// `master_link_status` is `up`.
+    pub async fn wait_replica_of(
+        &self,
+        i: usize,
+        master: SocketAddr,
+        timeout: Duration,
+    ) -> Result<()> {
+        let what = format!("valkey-{i} to be a linked replica of {master}");
+        let result = poll_until(what, timeout, POLL_EVERY, || async move {
+            match self.replica_link(i, master).await {
+                Ok(None) => Probe::Ready(()),
+                Ok(Some(seen)) => Probe::Pending(seen),
+                Err(e) => Probe::Pending(e.to_string()),
+            }
+        })
+        .await;
+        self.note(result)
+    }
+
+    /// `None` when pod `i` is a replica of `master` with the link up, else what it is.
+    async fn replica_link(&self, i: usize, master: SocketAddr) -> crate::Result<Option<String>> {
+        let role = self.role(PodId::Data(i)).await?;
+        let RoleReply::Replica { master: of, .. } = &role else {
+            return Ok(Some(format!("{role:?}")));
+        };
+        if *of != master.to_string() {
+            return Ok(Some(format!("{role:?}")));
+        }
+        let info = self.replication_info(i).await?;
+        let link = info.get("master_link_status").map(String::as_str);
+        Ok((link != Some("up")).then(|| format!("replica of {of}, master_link_status {link:?}")))
+    }
+
+    /// Waits until every other running data pod is a linked replica of data pod `master`
+    /// (`master_link_status:up`). Do this before any failover: one asked before the replicas'
+    /// first sync aborts with `-failover-abort-slave-timeout`.
+    pub async fn wait_replication_up(&self, master: usize, timeout: Duration) -> Result<()> {
+        let master_addr = self.data_addr(master);
+        let replicas: Vec<usize> = (0..self.data_count())
+            .filter(|&i| i != master && self.is_running(PodId::Data(i)))
+            .collect();
+        let what = format!("every replica of valkey-{master} ({master_addr}) to have its link up");
+        let result = poll_until(what, timeout, POLL_EVERY, || {
+            let replicas = &replicas;
+            async move {
+                let mut pending = Vec::new();
+                for &i in replicas {
+                    match self.replica_link(i, master_addr).await {
+                        Ok(None) => {}
+                        Ok(Some(seen)) => pending.push(format!("valkey-{i}: {seen}")),
+                        Err(e) => pending.push(format!("valkey-{i}: {e}")),
+                    }
+                }
+                if pending.is_empty() {
+                    Probe::Ready(())
+                } else {
+                    Probe::Pending(pending.join("; "))
+                }
+            }
+        })
+        .await;
+        self.note(result)
+    }
+
+    /// Waits until every running sentinel lists exactly `replicas` healthy replicas and `sentinels`
+    /// healthy other sentinels (none flagged `s_down`, `o_down` or `disconnected`).
+    pub async fn wait_sentinels_see(
+        &self,
+        replicas: usize,
+        sentinels: usize,
+        timeout: Duration,
+    ) -> Result<()> {
+        let what =
+            format!("every sentinel to see {replicas} replicas and {sentinels} other sentinels");
+        let result = poll_until(what, timeout, POLL_EVERY, || async move {
+            let mut pending = Vec::new();
+            for j in self.running_sentinels() {
+                let seen = async {
+                    let r = self.sentinel_replicas(j).await?;
+                    let s = self.sentinel_sentinels(j).await?;
+                    let healthy = |list: &[std::collections::HashMap<String, String>]| {
+                        list.iter().filter(|rec| !flags_down(rec)).count()
+                    };
+                    Ok::<_, LabError>((healthy(&r), r.len(), healthy(&s), s.len()))
+                }
+                .await;
+                match seen {
+                    Ok((hr, _, hs, _)) if hr == replicas && hs == sentinels => {}
+                    Ok((hr, r, hs, s)) => pending.push(format!(
+                        "sentinel-{j}: replicas {hr} healthy of {r}, sentinels {hs} healthy of {s}"
+                    )),
+                    Err(e) => pending.push(format!("sentinel-{j}: {e}")),
+                }
+            }
+            if pending.is_empty() {
+                Probe::Ready(())
+            } else {
+                Probe::Pending(pending.join("; "))
+            }
+        })
+        .await;
+        self.note(result)
+    }
+
+    /// Waits until every running, unpaused sentinel names the same master with
+    /// `GET-MASTER-ADDR-BY-NAME`, at least a majority of the configured sentinels answered, and
+    /// `accept(addr, config_epoch)` holds.
+    pub async fn wait_sentinels_agree(
+        &self,
+        timeout: Duration,
+        accept: impl Fn(SocketAddr, u64) -> bool,
+    ) -> Result<MasterAgreement> {
+        let accept = &accept;
+        let result = poll_until(
+            "the sentinels to agree on a master",
+            timeout,
+            POLL_EVERY,
+            || async move {
+                let mut views = Vec::new();
+                let mut seen = Vec::new();
+                for j in self.running_sentinels() {
+                    let view = async {
+                        let addr = self.sentinel_master_addr(j).await?;
+                        let epoch = self.sentinel_master(j).await?.and_then(|r| {
+                            r.get("config-epoch").and_then(|e| e.parse::<u64>().ok())
+                        });
+                        Ok::<_, LabError>((addr, epoch))
+                    }
+                    .await;
+                    match view {
+                        Ok((addr, epoch)) => {
+                            seen.push(format!("sentinel-{j}: {addr:?} epoch {epoch:?}"));
+                            views.push((addr, epoch.unwrap_or(0)));
+                        }
+                        Err(e) => seen.push(format!("sentinel-{j}: {e}")),
+                    }
+                }
+                let seen = seen.join("; ");
+                let Some((Some(first), _)) = views.first().copied() else {
+                    return Probe::Pending(seen);
+                };
+                let all_same = views.iter().all(|(a, _)| *a == Some(first));
+                let epoch = views.iter().map(|(_, e)| *e).max().unwrap_or(0);
+                if all_same && views.len() >= self.majority() && accept(first, epoch) {
+                    Probe::Ready(MasterAgreement {
+                        addr: first,
+                        config_epoch: epoch,
+                        votes: views.len(),
+                    })
+                } else {
+                    Probe::Pending(seen)
+                }
+            },
+        )
+        .await;
+        self.note(result)
+    }
+
+    /// Waits until the group has formed as started: every replica linked to pod 0, every sentinel
+    /// seeing all replicas and all other sentinels, and all sentinels naming pod 0.
+    pub async fn wait_formed(&self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.wait_replication_up(0, left()).await?;
+        self.wait_sentinels_see(self.data_count() - 1, self.sentinel_count() - 1, left())
+            .await?;
+        let master = self.data_addr(0);
+        self.wait_sentinels_agree(left(), |addr, _| addr == master)
+            .await?;
+        Ok(())
+    }
+
+    fn running_sentinels(&self) -> Vec<usize> {
+        (0..self.sentinel_count())
+            .filter(|&j| {
+                self.is_running(PodId::Sentinel(j)) && !self.pod(PodId::Sentinel(j)).paused
+            })
+            .collect()
+    }
+}
