@@ -41,7 +41,19 @@ pub enum Host {
     /// both reach the same socket.
     Ip(IpAddr),
     /// A DNS name: ASCII lowercase, without the trailing root dot.
-    Name(String),
+    Name(HostName),
+}
+
+/// A validated, normalised DNS name. Only [`Host::parse`] makes one, so a `Host` can never hold
+/// an unnormalised name that compares unequal to its normal form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostName(String);
+
+impl HostName {
+    /// The name, lowercase, without the trailing dot.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Host {
@@ -69,7 +81,7 @@ impl Host {
         if !is_plausible_dns_name(name) {
             return Err(AddrError::InvalidHost(raw.to_owned()));
         }
-        Ok(Host::Name(name.to_ascii_lowercase()))
+        Ok(Host::Name(HostName(name.to_ascii_lowercase())))
     }
 }
 
@@ -95,7 +107,7 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(name) => f.write_str(name),
+            Host::Name(name) => f.write_str(name.as_str()),
         }
     }
 }
@@ -108,8 +120,13 @@ pub struct Addr {
 }
 
 impl Addr {
-    /// Builds an address from an already parsed host and a port.
+    /// Builds an address from a host and a port. An IPv4-mapped IPv6 host is stored as IPv4
+    /// here too, so no constructor can bypass the normalisation.
     pub fn new(host: Host, port: u16) -> Self {
+        let host = match host {
+            Host::Ip(ip) => Host::Ip(ip.to_canonical()),
+            name @ Host::Name(_) => name,
+        };
         Self { host, port }
     }
 
@@ -333,6 +350,8 @@ mod tests {
     #[test]
     fn ipv4_mapped_ipv6_is_the_ipv4_address() {
         assert_eq!(addr("[::ffff:10.0.0.7]:6379"), addr("10.0.0.7:6379"));
+        let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        assert_eq!(Addr::new(Host::Ip(mapped), 6379), addr("10.0.0.7:6379"));
     }
 
     #[test]
