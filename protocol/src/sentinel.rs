@@ -386,11 +386,10 @@ pub struct InstanceFields {
 
 impl InstanceFields {
     fn read(f: &mut Fields) -> Result<Self, ReplyError> {
-        let port_text = f.text("port")?;
         Ok(InstanceFields {
             name: f.text("name")?,
             ip: f.text("ip")?,
-            port: port_text.parse().map_err(|_| invalid("port", &port_text))?,
+            port: f.num("port")?,
             runid: f.text("runid")?,
             flags: Flags::parse(&f.text("flags")?),
             link_pending_commands: f.num("link-pending-commands")?,
