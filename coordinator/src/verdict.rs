@@ -24,9 +24,10 @@
 //! 6. Majorities are of the *configured* N: missing views count as unreachable, and more views
 //!    than N is an inconsistent input ([`NoQuorumReason::MoreViewsThanConfigured`]).
 //! 7. Reports name the same master when their addresses map to the same [`Identity`] through
-//!    [`PodAliases`] (normalised address otherwise). Run ids refine that identity: the voters
-//!    for the winner must not report two different known run ids
-//!    ([`NoQuorumReason::RunIdConflict`]).
+//!    [`PodAliases`] (normalised address otherwise). Run ids refine that identity: if the
+//!    reporters of the winning address at `E` know two different run ids, one run id wins only
+//!    if a majority of N report it, and reporters of the other run ids are not votes; otherwise
+//!    [`NoQuorumReason::RunIdConflict`].
 //! 8. The address in a report must come from `GET-MASTER-ADDR-BY-NAME`, not the record's
 //!    `ip`/`port` (see [`SentinelReport::from_answers`]): during a failover the leader's record
 //!    shows the old address at the new epoch, which would look like a split at the top epoch, or
@@ -34,17 +35,19 @@
 //!
 //! # Decisions on the open questions
 //!
-//! - **Votes** are the counting sentinels that name the agreed master *at the agreed epoch `E`*.
-//!   A sentinel naming the same master at a lower epoch (a freshly re-registered one at epoch 0)
-//!   is not a vote: it has not attested this configuration. So rule 2 can agree with one vote
+//! - **Votes** are the counting sentinels that name the agreed master *at the agreed epoch `E`*
+//!   (with the agreed run id or none). A sentinel naming the same master at a lower epoch (a
+//!   freshly re-registered one at epoch 0) is not a vote: it has not attested this
+//!   configuration. So rule 2 can agree with one vote
 //!   (A: X@5, B: Y@4, C unreachable → X@5, votes 1), and clients that ask for
 //!   `num-other-sentinels` = votes - 1 ≥ 1 will rightly wait until a second sentinel catches up.
 //! - **Unmonitored** sentinels are reachable but not monitoring: they never count towards the
 //!   majority of rule 1, and never block an agreement reached by the others.
-//! - **Run ids**: an unknown run id is compatible with any; two different known run ids among the
-//!   winner's voters mean the process at that address changed and the sentinels have not all
-//!   seen it (a master restart, possibly followed by a reboot failover): no quorum until they do.
-//!   The agreed run id is the voters' one known run id, or `None`.
+//! - **Run ids**: an unknown run id is compatible with any. Two different known run ids at the
+//!   winning address mean the process there changed (a master restart) and not every sentinel
+//!   has seen it yet; as with addresses, only a majority of N settles which one, else no quorum.
+//!   The agreed run id is the one the voters know, or `None` if none knows one: callers that
+//!   need the process (the role probe) must treat `None` as "not proven".
 //! - **Address shown for the agreed master**: the form most voters used; ties go to the smallest
 //!   address, so every coordinator shows the same one.
 //! - **Candidates** group counting reports by (epoch, identity) and are sorted by epoch
@@ -55,7 +58,7 @@
 mod report;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -132,11 +135,13 @@ pub struct Agreement {
     pub master: Addr,
     /// The pod behind it, when an alias is known.
     pub pod: Option<PodId>,
-    /// The master's run id, when some voter knows it and no voter contradicts it.
+    /// The master's run id: the one run id its reporters know, or the one a majority of N
+    /// report when they know several; `None` when no voter knows it.
     pub run_id: Option<RunId>,
     /// The highest config epoch among counting sentinels, at which the voters name the master.
     pub config_epoch: u64,
-    /// How many sentinels name the master at `config_epoch`; always `voters.len()`, at least 1.
+    /// How many sentinels name the master at `config_epoch` (with `run_id` or no run id);
+    /// always `voters.len()`, at least 1. Clients see `num-other-sentinels` = votes - 1.
     pub votes: usize,
     /// Those sentinels, sorted.
     pub voters: Vec<SentinelId>,
@@ -225,10 +230,11 @@ pub enum NoQuorumReason {
         /// The majority of the configured count.
         needed: usize,
     },
-    /// The sentinels that agree on the master disagree on which process it is.
+    /// The sentinels that agree on the master's address disagree on which process it is, and
+    /// no run id has a majority of N.
     #[error(
         "sentinels agree on {master} at config epoch {epoch} but report different run ids \
-         ({}); the master restarted and not every sentinel has seen it yet",
+         ({}) and none has a majority; the master restarted and not every sentinel has seen it",
         join(run_ids)
     )]
     RunIdConflict {
@@ -393,22 +399,44 @@ pub fn decide(input: &VerdictInput, aliases: &PodAliases) -> Verdict {
         });
     };
 
-    // Rule 7: the voters must not name two different processes at that address.
+    // The address clients get: the form most reporters of this master at the top epoch used.
     let master = most_common_addr(
         &first_voter.report.master,
         other_voters.iter().map(|counting| &counting.report.master),
     );
-    let run_ids: BTreeSet<&RunId> = voters
-        .iter()
-        .filter_map(|counting| counting.report.master_run_id.as_ref())
-        .collect();
-    if run_ids.len() > 1 {
+
+    // Rule 7, run ids: (address, run id) is the identity. Two different known run ids at one
+    // address and epoch are two processes; like two addresses (rule 3), they resolve only by a
+    // majority of N, and a reporter of the losing run id is no vote. Unknown run ids (a
+    // sentinel that has not had an INFO reply yet) are compatible with any.
+    let mut run_id_counts: BTreeMap<&RunId, usize> = BTreeMap::new();
+    for counting in voters.iter() {
+        if let Some(run_id) = &counting.report.master_run_id {
+            *run_id_counts.entry(run_id).or_default() += 1;
+        }
+    }
+    let run_id = if run_id_counts.len() <= 1 {
+        run_id_counts.keys().next().copied()
+    } else if let Some((run_id, _)) = run_id_counts.iter().find(|(_, count)| **count >= needed) {
+        Some(*run_id)
+    } else {
         return no_quorum(NoQuorumReason::RunIdConflict {
             master,
             epoch: top_epoch,
-            run_ids: run_ids.into_iter().cloned().collect(),
+            run_ids: run_id_counts.into_keys().cloned().collect(),
         });
-    }
+    };
+    let voters: Vec<&CountingReport<'_>> = voters
+        .iter()
+        .copied()
+        .filter(|counting| {
+            counting
+                .report
+                .master_run_id
+                .as_ref()
+                .is_none_or(|reported| Some(reported) == run_id)
+        })
+        .collect();
 
     let mut voter_ids: Vec<SentinelId> = voters
         .iter()
@@ -418,7 +446,7 @@ pub fn decide(input: &VerdictInput, aliases: &PodAliases) -> Verdict {
     Verdict::Agreed(Agreement {
         pod: aliases.pod_of(&master).cloned(),
         master,
-        run_id: run_ids.into_iter().next().cloned(),
+        run_id: run_id.cloned(),
         config_epoch: top_epoch,
         votes: voter_ids.len(),
         voters: voter_ids,

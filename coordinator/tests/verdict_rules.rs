@@ -504,6 +504,48 @@ fn run_id_conflict_fails_closed() {
 }
 
 #[test]
+fn run_id_split_resolves_only_by_majority() {
+    // The master restarted in place: two sentinels have seen the new process, one has not.
+    let agreement = agreed(verdict(
+        3,
+        vec![
+            with_run_id(X, 5, "bb22"),
+            with_run_id(X, 5, "aa11"),
+            with_run_id(X, 5, "bb22"),
+        ],
+    ));
+    assert_eq!(agreement.run_id, RunId::parse("bb22").unwrap());
+    // The sentinel that names another process is not a vote; one that knows none is.
+    assert_eq!(agreement.voters, [sentinel(0), sentinel(2)]);
+    let agreement = agreed(verdict(
+        5,
+        vec![
+            with_run_id(X, 5, "bb22"),
+            with_run_id(X, 5, "aa11"),
+            with_run_id(X, 5, "bb22"),
+            with_run_id(X, 5, ""),
+            with_run_id(X, 5, "bb22"),
+        ],
+    ));
+    assert_eq!(agreement.votes, 4);
+    // Two of five is no majority, even with the unknowns on its side.
+    let refused = refused(verdict(
+        5,
+        vec![
+            with_run_id(X, 5, "bb22"),
+            with_run_id(X, 5, "aa11"),
+            with_run_id(X, 5, "bb22"),
+            with_run_id(X, 5, ""),
+            with_run_id(X, 5, "aa11"),
+        ],
+    ));
+    assert!(matches!(
+        refused.reason,
+        NoQuorumReason::RunIdConflict { .. }
+    ));
+}
+
+#[test]
 fn unknown_run_ids_are_compatible_and_the_known_one_is_carried() {
     let agreement = agreed(verdict(
         3,
