@@ -647,3 +647,29 @@ fn failover_event_streams() {
         assert_eq!(find(&evs2, &Channel::SwitchMaster), switch);
     }
 }
+
+#[test]
+fn every_fixture_is_complete_resp_and_none_is_missing() {
+    for (v, _) in VERSIONS {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(v);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // A RESP2 connection only receives RESP3 in the reply to HELLO 3 itself.
+            let frames = if name.starts_with("resp3-") || name == "resp2-hello-3.resp" {
+                all_resp3(&bytes).len()
+            } else {
+                all_resp2(&bytes).len()
+            };
+            assert!(frames > 0, "{}: at least one frame", path.display());
+            count += 1;
+        }
+        // 20 RESP2 + 20 RESP3 commands, 3 HELLOs, the failover reply, 3 event streams and
+        // 5 failover states × 3 files.
+        assert_eq!(count, 70, "{v}");
+    }
+}
