@@ -370,15 +370,27 @@ impl Command {
     }
 }
 
+/// Valkey's `string2ll`: stricter than Rust's `parse` (no `+`, no leading zeros, no `-0`), so
+/// `HELLO +3` or `HELLO 03` is refused as a real server refuses it.
+fn valkey_int(b: &[u8]) -> Option<i64> {
+    if b == b"0" {
+        return Some(0);
+    }
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    match digits.first() {
+        Some(b'1'..=b'9') if digits.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(b).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 fn parse_hello(args: &[Bytes]) -> Result<Hello, CommandError> {
     let mut hello = Hello::default();
     let Some(ver) = args.get(1) else {
         return Ok(hello);
     };
-    let ver: i64 = std::str::from_utf8(ver)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(CommandError::ProtocolNotInteger)?;
+    let ver = valkey_int(ver).ok_or(CommandError::ProtocolNotInteger)?;
     hello.protover = match ver {
         2 => Some(2),
         3 => Some(3),

@@ -43,9 +43,16 @@ fn ping_hello_auth() {
     );
     assert_eq!(err(&["HELLO", "4"]), "NOPROTO unsupported protocol version");
     assert_eq!(err(&["HELLO", "1"]), "NOPROTO unsupported protocol version");
+    for bad in ["three", "+3", "03", "3 ", "-0", "", "99999999999999999999"] {
+        assert_eq!(
+            err(&["HELLO", bad]),
+            "ERR Protocol version is not an integer or out of range",
+            "{bad:?}"
+        );
+    }
     assert_eq!(
-        err(&["HELLO", "three"]),
-        "ERR Protocol version is not an integer or out of range"
+        err(&["HELLO", "-3"]),
+        "NOPROTO unsupported protocol version"
     );
     assert_eq!(
         err(&["HELLO", "3", "AUTH", "u"]),
