@@ -14,10 +14,18 @@
 //! | [`Reply::Double`] | bulk string | `,` |
 //! | [`Reply::Verbatim`] (`INFO`) | bulk string | `=N txt:` |
 //!
-//! Scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Aggregate
-//! headers are written here: going through `redis-protocol` for them would mean materialising a
-//! frame tree (a `Vec` per aggregate, and a hash map per RESP3 map) for every reply, and it has no
-//! way at all to express the RESP2 null array `*-1`.
+//! Most scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Three
+//! things are written here instead, each for a measured or structural reason:
+//! * the RESP2 null array `*-1`, which `redis-protocol` cannot express at all;
+//! * aggregate headers (`*N`, `%N`, `>N`): going through `redis-protocol` would mean materialising
+//!   a frame tree (a `Vec` per aggregate, an `IndexMap` per RESP3 map) for every reply;
+//! * bulk strings, nearly every leaf of a sentinel reply: `extend_encode_borrowed` zero-fills the
+//!   buffer and then overwrites it, and hand-writing `$len\r\n..\r\n` measured 2.6x faster for
+//!   the `[ip, port]` reply (62.7 -> 24.0 ns) and 3.7x for a 40-field record (2.7 -> 0.73 us;
+//!   `cargo bench -p sentinel-protocol --bench framing`).
+//!
+//! A property test (`tests/framing_reply_encode.rs`) holds every encoding byte-identical to
+//! `redis-protocol`'s for the equivalent frame tree, and a fixture test to what real sentinels send.
 
 use std::borrow::Cow;
 use std::fmt::Display;
@@ -171,9 +179,7 @@ impl Reply {
             Reply::Integer(n) => {
                 enc(dst, &Resp2Borrowed::Integer(*n), false)?;
             }
-            Reply::Bulk(b) | Reply::Verbatim(b) => {
-                enc(dst, &Resp2Borrowed::BulkString(b), false)?;
-            }
+            Reply::Bulk(b) | Reply::Verbatim(b) => put_bulk(dst, b),
             Reply::Null => {
                 enc(dst, &Resp2Borrowed::Null, false)?;
             }
@@ -239,17 +245,7 @@ impl Reply {
                     false,
                 )?;
             }
-            Reply::Bulk(b) => {
-                let data = &b[..];
-                enc(
-                    dst,
-                    &Resp3Borrowed::BlobString {
-                        data,
-                        attributes: None,
-                    },
-                    false,
-                )?;
-            }
+            Reply::Bulk(b) => put_bulk(dst, b),
             Reply::Null | Reply::NullArray => {
                 enc(dst, &Resp3Borrowed::Null, false)?;
             }
@@ -461,6 +457,14 @@ impl RecordBuilder {
     pub fn build(self) -> Reply {
         Reply::Map(self.fields)
     }
+}
+
+/// `$len\r\n<data>\r\n`, identical in RESP2 and RESP3.
+fn put_bulk(dst: &mut BytesMut, data: &[u8]) {
+    dst.reserve(data.len() + 16);
+    put_header(dst, b'$', data.len());
+    dst.put_slice(data);
+    dst.put_slice(b"\r\n");
 }
 
 /// Valkey's `addReplyError` turns CR and LF into spaces so an error can never break framing;
