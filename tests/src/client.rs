@@ -2,25 +2,26 @@
 //!
 //! One connection, one command in flight, every command under a timeout (a SIGSTOPped pod accepts
 //! the TCP handshake in the kernel and then answers nothing, so without a timeout a probe would
-//! hang forever). Replies are `redis_protocol` RESP2 frames, the type the protocol crate's codec
-//! yields too.
-//!
-//! NOTE: framing is the lab's own small codec on `redis_protocol::resp2::decode::decode_bytes_mut`.
-//! `sentinel_protocol::codec` was still a stub when the lab was written; switch [`RespCodec`] to
-//! it once it exists (the frame type is the same, so nothing else changes).
+//! hang forever). Framing is the protocol crate's [`ReplyCodec`] (RESP2, with its limit scanner),
+//! so the lab reads replies exactly as the coordinator's upstream links do, and typed replies come
+//! from the protocol crate's [`FromReply`] readers ([`Client::call_typed`]).
 
 use std::{fmt::Write as _, net::SocketAddr, time::Duration};
 
-use bytes::{BufMut, BytesMut};
-use redis_protocol::resp2::decode::decode_bytes_mut;
-use tokio::io::AsyncWriteExt;
-use tokio::{net::TcpStream, time::timeout};
-use tokio_util::codec::{Decoder, Encoder, Framed};
+use bytes::BytesMut;
+use sentinel_protocol::{
+    codec::{ReplyCodec, ReplyCodecError, encode_command},
+    info::InfoReplication,
+    role::Role,
+    sentinel::{FromReply, ReplyError},
+};
+use tokio::{io::AsyncWriteExt, net::TcpStream, time::timeout};
+use tokio_util::codec::Framed;
 
 use crate::error::{LabError, Result};
 
-/// A RESP2 reply frame.
-pub type Frame = redis_protocol::resp2::types::BytesFrame;
+/// A RESP2 reply frame (`redis_protocol`'s `BytesFrame`, as the protocol crate re-exports it).
+pub type Frame = sentinel_protocol::codec::Resp2Frame;
 
 /// Default timeout for connecting and for each command.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1500);
@@ -52,46 +53,11 @@ impl Credentials {
     }
 }
 
-/// Frames replies with `redis_protocol` and encodes commands as arrays of bulk strings.
-#[derive(Debug, Default)]
-pub struct RespCodec;
-
-impl Decoder for RespCodec {
-    type Item = Frame;
-    type Error = std::io::Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> std::io::Result<Option<Frame>> {
-        match decode_bytes_mut(src) {
-            Ok(Some((frame, _, _))) => Ok(Some(frame)),
-            Ok(None) => Ok(None),
-            Err(e) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                e.to_string(),
-            )),
-        }
-    }
-}
-
-impl<A: AsRef<[u8]>> Encoder<&[A]> for RespCodec {
-    type Error = std::io::Error;
-
-    fn encode(&mut self, args: &[A], dst: &mut BytesMut) -> std::io::Result<()> {
-        dst.put_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for arg in args {
-            let arg = arg.as_ref();
-            dst.put_slice(format!("${}\r\n", arg.len()).as_bytes());
-            dst.put_slice(arg);
-            dst.put_slice(b"\r\n");
-        }
-        Ok(())
-    }
-}
-
 /// One connection to a Valkey server or sentinel.
 #[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
-    framed: Framed<TcpStream, RespCodec>,
+    framed: Framed<TcpStream, ReplyCodec>,
     timeout: Duration,
 }
 
@@ -120,7 +86,7 @@ impl Client {
         let _ = stream.set_nodelay(true);
         let mut client = Client {
             addr,
-            framed: Framed::new(stream, RespCodec),
+            framed: Framed::new(stream, ReplyCodec::new()),
             timeout: limit,
         };
         if let Some(creds) = credentials {
@@ -168,11 +134,11 @@ impl Client {
     /// Sends a command without reading a reply (for `SUBSCRIBE`-style use with [`Self::next`]).
     pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
         let mut buf = BytesMut::new();
-        RespCodec.encode(args, &mut buf).map_err(|e| self.lost(e))?;
+        encode_command(args, &mut buf);
         let write = self.framed.get_mut().write_all(&buf);
         match timeout(self.timeout, write).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.lost(e)),
+            Ok(Err(e)) => Err(self.lost(e.into())),
             Err(_) => Err(LabError::CommandTimeout {
                 addr: self.addr,
                 command: render_command(args),
@@ -208,7 +174,7 @@ impl Client {
         }
     }
 
-    fn lost(&self, e: std::io::Error) -> LabError {
+    fn lost(&self, e: ReplyCodecError) -> LabError {
         LabError::ConnectionLost {
             addr: self.addr,
             reason: e.to_string(),
@@ -220,22 +186,31 @@ impl Client {
         self.call(&["PING"]).await.map(|_| ())
     }
 
-    /// `INFO <section>` parsed into `(field, value)` pairs in order.
-    pub async fn info(&mut self, section: &str) -> Result<Vec<(String, String)>> {
-        let frame = self.call(&["INFO", section]).await?;
-        let text = crate::replies::text(&frame).ok_or_else(|| self.unexpected("INFO", &frame))?;
-        Ok(text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.to_string(), v.trim_end().to_string()))
-            .collect())
+    /// Sends a command and reads its reply into a protocol-crate type.
+    pub async fn call_typed<T: FromReply, A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<T> {
+        let frame = self.call_raw(args).await?;
+        T::from_resp2(&frame).map_err(|e| match e {
+            ReplyError::Server(message) => LabError::Server {
+                addr: self.addr,
+                command: render_command(args),
+                message,
+            },
+            other => LabError::UnexpectedReply {
+                addr: self.addr,
+                command: render_command(args),
+                reply: format!("{other}: {}", crate::replies::render(&frame)),
+            },
+        })
     }
 
-    /// `ROLE`, parsed.
-    pub async fn role(&mut self) -> Result<crate::replies::RoleReply> {
-        let frame = self.call(&["ROLE"]).await?;
-        crate::replies::RoleReply::from_frame(&frame).ok_or_else(|| self.unexpected("ROLE", &frame))
+    /// `INFO replication`, typed.
+    pub async fn info_replication(&mut self) -> Result<InfoReplication> {
+        self.call_typed(&["INFO", "replication"]).await
+    }
+
+    /// `ROLE`, typed.
+    pub async fn role(&mut self) -> Result<Role> {
+        self.call_typed(&["ROLE"]).await
     }
 
     pub(crate) fn unexpected(&self, command: &str, frame: &Frame) -> LabError {

@@ -10,34 +10,47 @@ use std::{
     time::Duration,
 };
 
+use sentinel_protocol::{
+    event::{Channel, Payload, PubSubFrame, SentinelEvent},
+    sentinel::Value,
+};
 use tokio::{sync::broadcast, sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    client::{Client, Credentials, Frame},
+    client::{Client, Credentials},
     error::{LabError, Result},
     lab::Lab,
-    replies::text,
 };
 
-/// One message a sentinel published.
+/// One message a sentinel published, typed by the protocol crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelEvent {
+pub struct ReceivedEvent {
     /// Index of the sentinel that published it.
     pub sentinel: usize,
-    /// The channel, e.g. `+switch-master`.
-    pub channel: String,
-    /// The payload, e.g. `mymaster 127.0.12.10 6379 127.0.12.11 6379`.
-    pub payload: String,
     /// When the lab received it.
     pub at: Instant,
+    /// The event: `channel` and typed `payload` (formatting it back gives the exact bytes).
+    pub event: SentinelEvent,
+}
+
+impl ReceivedEvent {
+    /// The channel as text, e.g. `+switch-master`.
+    pub fn channel(&self) -> String {
+        String::from_utf8_lossy(self.event.channel.as_bytes()).into_owned()
+    }
+
+    /// The payload as text, e.g. `mymaster 127.0.12.10 6379 127.0.12.11 6379`.
+    pub fn payload(&self) -> String {
+        String::from_utf8_lossy(&self.event.format().1).into_owned()
+    }
 }
 
 struct Shared {
-    events: Mutex<Vec<SentinelEvent>>,
+    events: Mutex<Vec<ReceivedEvent>>,
     /// Bumped on every event, so waiters sleep until something arrives instead of polling.
     count: watch::Sender<usize>,
-    stream: broadcast::Sender<SentinelEvent>,
+    stream: broadcast::Sender<ReceivedEvent>,
 }
 
 /// Everything every sentinel published since [`EventLog::start`].
@@ -85,16 +98,18 @@ impl EventLog {
             // watches); reconnects after that are best effort.
             let mut client = Client::connect(addr, credentials.as_ref()).await?;
             client.send(&["PSUBSCRIBE", "*"]).await?;
-            match client.next().await? {
-                Some(Frame::Array(items))
-                    if items.first().and_then(text).as_deref() == Some("psubscribe") => {}
-                other => {
-                    return Err(LabError::UnexpectedReply {
-                        addr,
-                        command: "PSUBSCRIBE *".into(),
-                        reply: format!("{other:?}"),
-                    });
-                }
+            let reply = client.next().await?;
+            let confirmed = reply
+                .as_ref()
+                .map(|f| PubSubFrame::from_value(&Value::from(f)));
+            if !matches!(confirmed, Some(Ok(PubSubFrame::Confirmation { .. }))) {
+                return Err(LabError::UnexpectedReply {
+                    addr,
+                    command: "PSUBSCRIBE *".into(),
+                    reply: reply
+                        .as_ref()
+                        .map_or_else(|| "(closed)".into(), crate::replies::render),
+                });
             }
             tasks.push(tokio::spawn(subscriber(
                 j,
@@ -114,7 +129,7 @@ impl EventLog {
     }
 
     /// Every event so far, in arrival order.
-    pub fn snapshot(&self) -> Vec<SentinelEvent> {
+    pub fn snapshot(&self) -> Vec<ReceivedEvent> {
         self.shared
             .events
             .lock()
@@ -123,7 +138,7 @@ impl EventLog {
     }
 
     /// A live stream of events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<SentinelEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<ReceivedEvent> {
         self.shared.stream.subscribe()
     }
 
@@ -132,10 +147,10 @@ impl EventLog {
     /// sentinel that published one.
     pub async fn wait_majority(
         &self,
-        channel: &str,
-        accept: impl Fn(&str) -> bool,
+        channel: Channel,
+        accept: impl Fn(&Payload) -> bool,
         timeout: Duration,
-    ) -> Result<Vec<SentinelEvent>> {
+    ) -> Result<Vec<ReceivedEvent>> {
         let need = self.sentinels / 2 + 1;
         self.wait_count(channel, &accept, need, timeout).await
     }
@@ -143,29 +158,29 @@ impl EventLog {
     /// Waits until at least one sentinel published on `channel` a payload that `accept` takes.
     pub async fn wait_any(
         &self,
-        channel: &str,
-        accept: impl Fn(&str) -> bool,
+        channel: Channel,
+        accept: impl Fn(&Payload) -> bool,
         timeout: Duration,
-    ) -> Result<SentinelEvent> {
+    ) -> Result<ReceivedEvent> {
         let mut found = self.wait_count(channel, &accept, 1, timeout).await?;
         Ok(found.remove(0))
     }
 
     async fn wait_count(
         &self,
-        channel: &str,
-        accept: &dyn Fn(&str) -> bool,
+        channel: Channel,
+        accept: &dyn Fn(&Payload) -> bool,
         need: usize,
         timeout: Duration,
-    ) -> Result<Vec<SentinelEvent>> {
+    ) -> Result<Vec<ReceivedEvent>> {
         let start = Instant::now();
         let deadline = start + timeout;
         let mut changes = self.shared.count.subscribe();
         loop {
-            let mut per_sentinel: Vec<SentinelEvent> = Vec::new();
+            let mut per_sentinel: Vec<ReceivedEvent> = Vec::new();
             for event in self.snapshot() {
-                if event.channel == channel
-                    && accept(&event.payload)
+                if event.event.channel == channel
+                    && accept(&event.event.payload)
                     && !per_sentinel.iter().any(|e| e.sentinel == event.sentinel)
                 {
                     per_sentinel.push(event);
@@ -184,10 +199,14 @@ impl EventLog {
                     .rev()
                     .take(12)
                     .rev()
-                    .map(|e| format!("sentinel-{} {} {}", e.sentinel, e.channel, e.payload))
+                    .map(|e| format!("sentinel-{} {} {}", e.sentinel, e.channel(), e.payload()))
                     .collect();
                 return Err(LabError::Timeout {
-                    what: format!("{channel} on {need} of {} sentinels", self.sentinels),
+                    what: format!(
+                        "{} on {need} of {} sentinels",
+                        String::from_utf8_lossy(channel.as_bytes()),
+                        self.sentinels
+                    ),
                     waited: start.elapsed(),
                     last_seen: format!(
                         "{} matching; recent events: [{}]",
@@ -200,7 +219,7 @@ impl EventLog {
     }
 
     /// Stops the subscribers and returns every event received.
-    pub async fn stop(mut self) -> Vec<SentinelEvent> {
+    pub async fn stop(mut self) -> Vec<ReceivedEvent> {
         self.stop.cancel();
         for task in self.tasks.drain(..) {
             let _ = task.await;
@@ -252,21 +271,17 @@ async fn subscriber(
                 f = conn.next() => f,
             };
             let Ok(Some(frame)) = frame else { break };
-            let Frame::Array(items) = &frame else {
+            // Subscription confirmations carry no event.
+            let Some(event) = PubSubFrame::from_value(&Value::from(&frame))
+                .ok()
+                .and_then(|f| f.event())
+            else {
                 continue;
             };
-            // ["pmessage", pattern, channel, payload]; subscription confirmations are skipped.
-            if items.len() != 4 || text(&items[0]).as_deref() != Some("pmessage") {
-                continue;
-            }
-            let (Some(channel), Some(payload)) = (text(&items[2]), text(&items[3])) else {
-                continue;
-            };
-            let event = SentinelEvent {
+            let event = ReceivedEvent {
                 sentinel,
-                channel,
-                payload,
                 at: Instant::now(),
+                event,
             };
             shared
                 .events

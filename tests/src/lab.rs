@@ -1,7 +1,6 @@
 //! The lab: a replication group of real data pods and sentinels on one loopback block.
 
 use std::{
-    collections::HashMap,
     fmt,
     fs::{self, OpenOptions},
     io::Write as _,
@@ -12,13 +11,18 @@ use std::{
     time::Duration,
 };
 
+use sentinel_protocol::{
+    info::InfoReplication,
+    role::Role,
+    sentinel::{MasterRecord, ReplicaRecord, SentinelRecord, Value, master_addr},
+};
+
 use crate::{
     client::{Client, Credentials},
     config::{self, AuthSpec, DataConfig, Monitor, SentinelConfig, SentinelTimings, StartRole},
     error::{LabError, Result},
     layout::{AddressBlock, MAX_DATA_PODS, MAX_SENTINELS},
     process::{self, Signal},
-    replies::{self, RoleReply},
     version::ValkeyVersion,
     wait::POLL_EVERY,
 };
@@ -667,53 +671,56 @@ impl Lab {
 
 impl Lab {
     /// `ROLE` of a pod.
-    pub async fn role(&self, id: PodId) -> Result<RoleReply> {
+    pub async fn role(&self, id: PodId) -> Result<Role> {
         self.client(id).await?.role().await
     }
 
-    /// `INFO replication` of data pod `i` as a map.
-    pub async fn replication_info(&self, i: usize) -> Result<HashMap<String, String>> {
-        let mut client = self.client(PodId::Data(i)).await?;
-        Ok(client.info("replication").await?.into_iter().collect())
+    /// `INFO replication` of data pod `i`.
+    pub async fn replication_info(&self, i: usize) -> Result<InfoReplication> {
+        self.client(PodId::Data(i)).await?.info_replication().await
     }
 
     /// What sentinel `j` answers to `SENTINEL GET-MASTER-ADDR-BY-NAME`.
     pub async fn sentinel_master_addr(&self, j: usize) -> Result<Option<SocketAddr>> {
         let mut client = self.client(PodId::Sentinel(j)).await?;
-        let frame = client
-            .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name()])
-            .await?;
-        replies::addr_pair(&frame)
-            .ok_or_else(|| client.unexpected("GET-MASTER-ADDR-BY-NAME", &frame))
+        let command = ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name()];
+        let frame = client.call(&command).await?;
+        match master_addr(&Value::from(&frame)) {
+            Ok(None) => Ok(None),
+            Ok(Some((ip, port))) => format!("{ip}:{port}")
+                .parse()
+                .map(Some)
+                .map_err(|_| client.unexpected("SENTINEL GET-MASTER-ADDR-BY-NAME", &frame)),
+            Err(_) => Err(client.unexpected("SENTINEL GET-MASTER-ADDR-BY-NAME", &frame)),
+        }
     }
 
     /// Sentinel `j`'s `SENTINEL MASTER <name>` record; `None` when it does not monitor the name.
-    pub async fn sentinel_master(&self, j: usize) -> Result<Option<HashMap<String, String>>> {
+    pub async fn sentinel_master(&self, j: usize) -> Result<Option<MasterRecord>> {
         let mut client = self.client(PodId::Sentinel(j)).await?;
-        let frame = client
-            .call_raw(&["SENTINEL", "MASTER", self.master_name()])
-            .await?;
-        match &frame {
-            crate::client::Frame::Error(e) if e.contains("No such master") => Ok(None),
-            other => replies::record(other)
-                .map(Some)
-                .ok_or_else(|| client.unexpected("SENTINEL MASTER", other)),
+        match client
+            .call_typed(&["SENTINEL", "MASTER", self.master_name()])
+            .await
+        {
+            Ok(record) => Ok(Some(record)),
+            Err(LabError::Server { message, .. }) if message.contains("No such master") => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
     /// Sentinel `j`'s `SENTINEL REPLICAS <name>` records.
-    pub async fn sentinel_replicas(&self, j: usize) -> Result<Vec<HashMap<String, String>>> {
-        self.sentinel_list(j, "REPLICAS").await
+    pub async fn sentinel_replicas(&self, j: usize) -> Result<Vec<ReplicaRecord>> {
+        let mut client = self.client(PodId::Sentinel(j)).await?;
+        client
+            .call_typed(&["SENTINEL", "REPLICAS", self.master_name()])
+            .await
     }
 
     /// Sentinel `j`'s `SENTINEL SENTINELS <name>` records.
-    pub async fn sentinel_sentinels(&self, j: usize) -> Result<Vec<HashMap<String, String>>> {
-        self.sentinel_list(j, "SENTINELS").await
-    }
-
-    async fn sentinel_list(&self, j: usize, what: &str) -> Result<Vec<HashMap<String, String>>> {
+    pub async fn sentinel_sentinels(&self, j: usize) -> Result<Vec<SentinelRecord>> {
         let mut client = self.client(PodId::Sentinel(j)).await?;
-        let frame = client.call(&["SENTINEL", what, self.master_name()]).await?;
-        replies::records(&frame).ok_or_else(|| client.unexpected(what, &frame))
+        client
+            .call_typed(&["SENTINEL", "SENTINELS", self.master_name()])
+            .await
     }
 }

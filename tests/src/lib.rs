@@ -41,9 +41,11 @@ pub mod writer;
 pub use client::{Client, Credentials, Frame};
 pub use config::{AuthSpec, SentinelTimings, StartRole};
 pub use error::{LabError, Result};
-pub use events::{EventLog, SentinelEvent};
+pub use events::{EventLog, ReceivedEvent};
 pub use lab::{Lab, LabSpec, PodId, SentinelStart};
 pub use sampler::{DualMaster, RoleSampler, RoleTimeline, SampledRole};
+/// The protocol crate, whose typed replies and events the lab returns.
+pub use sentinel_protocol;
 pub use version::ValkeyVersion;
 pub use wait::{MasterAgreement, Probe, poll_until};
 pub use writer::{LossReport, WriteLog, WriteTarget, Writer};

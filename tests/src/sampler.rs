@@ -11,13 +11,13 @@ use std::{
     time::Duration,
 };
 
+use sentinel_protocol::role::Role;
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     client::{Client, Credentials},
     lab::Lab,
-    replies::RoleReply,
 };
 
 /// Default sampling period (20 Hz).
@@ -229,8 +229,16 @@ async fn sample_pod(
             r = probe => r,
         };
         let role = match role {
-            Ok(RoleReply::Master { .. }) => SampledRole::Master,
-            Ok(RoleReply::Replica { master, state, .. }) => SampledRole::Replica { master, state },
+            Ok(Role::Master { .. }) => SampledRole::Master,
+            Ok(Role::Slave {
+                master_ip,
+                master_port,
+                state,
+                ..
+            }) => SampledRole::Replica {
+                master: format!("{master_ip}:{master_port}"),
+                state: state.to_string(),
+            },
             Ok(other) => SampledRole::Unreachable(format!("unexpected ROLE {other:?}")),
             Err(e) => {
                 conn = None;

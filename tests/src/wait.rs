@@ -4,12 +4,14 @@
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
+use sentinel_protocol::role::Role;
+
 use tokio::time::{Instant, sleep_until};
 
 use crate::{
     error::{LabError, Result},
     lab::{Lab, PodId},
-    replies::{RoleReply, flags_down},
+    replies::flags_down,
 };
 
 /// Default polling period: quick enough that a wait ends within a few tens of milliseconds of the
@@ -77,7 +79,7 @@ impl Lab {
         let what = format!("valkey-{i} to answer ROLE master");
         let result = poll_until(what, timeout, POLL_EVERY, || async move {
             match self.role(PodId::Data(i)).await {
-                Ok(role) if role.is_master() => Probe::Ready(()),
+                Ok(Role::Master { .. }) => Probe::Ready(()),
                 Ok(role) => Probe::Pending(format!("{role:?}")),
                 Err(e) => Probe::Pending(e.to_string()),
             }
@@ -109,15 +111,21 @@ impl Lab {
     /// `None` when pod `i` is a replica of `master` with the link up, else what it is.
     async fn replica_link(&self, i: usize, master: SocketAddr) -> crate::Result<Option<String>> {
         let role = self.role(PodId::Data(i)).await?;
-        let RoleReply::Replica { master: of, .. } = &role else {
+        let Role::Slave {
+            master_ip,
+            master_port,
+            ..
+        } = &role
+        else {
             return Ok(Some(format!("{role:?}")));
         };
-        if *of != master.to_string() {
+        if master_ip.parse() != Ok(master.ip()) || *master_port != master.port() {
             return Ok(Some(format!("{role:?}")));
         }
         let info = self.replication_info(i).await?;
-        let link = info.get("master_link_status").map(String::as_str);
-        Ok((link != Some("up")).then(|| format!("replica of {of}, master_link_status {link:?}")))
+        let link = info.master_link_status.as_deref();
+        Ok((link != Some("up"))
+            .then(|| format!("replica of {master}, master_link_status {link:?}")))
     }
 
     /// Waits until every other running data pod is a linked replica of data pod `master`
@@ -167,10 +175,9 @@ impl Lab {
                 let seen = async {
                     let r = self.sentinel_replicas(j).await?;
                     let s = self.sentinel_sentinels(j).await?;
-                    let healthy = |list: &[std::collections::HashMap<String, String>]| {
-                        list.iter().filter(|rec| !flags_down(rec)).count()
-                    };
-                    Ok::<_, LabError>((healthy(&r), r.len(), healthy(&s), s.len()))
+                    let healthy_r = r.iter().filter(|x| !flags_down(&x.instance.flags)).count();
+                    let healthy_s = s.iter().filter(|x| !flags_down(&x.instance.flags)).count();
+                    Ok::<_, LabError>((healthy_r, r.len(), healthy_s, s.len()))
                 }
                 .await;
                 match seen {
@@ -210,9 +217,7 @@ impl Lab {
                 for j in self.running_sentinels() {
                     let view = async {
                         let addr = self.sentinel_master_addr(j).await?;
-                        let epoch = self.sentinel_master(j).await?.and_then(|r| {
-                            r.get("config-epoch").and_then(|e| e.parse::<u64>().ok())
-                        });
+                        let epoch = self.sentinel_master(j).await?.map(|r| r.config_epoch);
                         Ok::<_, LabError>((addr, epoch))
                     }
                     .await;

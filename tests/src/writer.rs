@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use sentinel_protocol::sentinel::{Value, master_addr};
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +21,7 @@ use crate::{
     client::{Client, Credentials, Frame},
     error::{LabError, Result},
     lab::{Lab, PodId},
-    replies::{addr_pair, text},
+    replies::text,
     wait::{POLL_EVERY, Probe, poll_until},
 };
 
@@ -331,7 +332,13 @@ async fn resolve(target: &WriteTarget) -> Result<SocketAddr> {
                     let frame = c
                         .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name])
                         .await?;
-                    addr_pair(&frame).ok_or_else(|| c.unexpected("GET-MASTER-ADDR-BY-NAME", &frame))
+                    match master_addr(&Value::from(&frame)) {
+                        Ok(Some((ip, port))) => {
+                            Ok(format!("{ip}:{port}").parse::<SocketAddr>().ok())
+                        }
+                        Ok(None) => Ok(None),
+                        Err(_) => Err(c.unexpected("GET-MASTER-ADDR-BY-NAME", &frame)),
+                    }
                 }
                 .await;
                 match answer {
