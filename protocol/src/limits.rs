@@ -134,8 +134,10 @@ pub enum RequestError {
     /// `*` header not a valid integer, or above `INT_MAX`.
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
-    /// An element of a multibulk does not start with `$`.
-    #[error("Protocol error: expected '$', got '{}'", char::from(*.0))]
+    /// An element of a multibulk does not start with `$`. (Valkey prints the raw byte, CR and LF
+    /// as a space; `Display` shows a byte above 0x7f as its Latin-1 character, while
+    /// [`RequestError::reply_bytes`] has the raw byte.)
+    #[error("Protocol error: expected '$', got '{}'", shown_byte(*.0))]
     ExpectedDollar(u8),
     /// `$` header not a valid non-negative integer (or above Valkey's 512 MiB).
     #[error("Protocol error: invalid bulk length")]
@@ -149,9 +151,12 @@ pub enum RequestError {
     /// An inline line longer than the inline limit.
     #[error("Protocol error: too big inline request")]
     TooBigInlineRequest,
-    /// An inline line with an unterminated quote, or a closing quote not followed by a space.
+    /// An inline line with an unterminated quote.
     #[error("Protocol error: unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// A header `\r` not followed by `\n`, or a bulk not followed by `\r\n` (Valkey 8.1+).
+    #[error("Protocol error: invalid CRLF in request")]
+    InvalidCrlf,
     /// More than 10 elements before `AUTH`.
     #[error("Protocol error: unauthenticated multibulk length")]
     UnauthenticatedMultibulkLength,
@@ -170,10 +175,32 @@ pub enum RequestError {
 }
 
 impl RequestError {
-    /// The full error line a Valkey server sends for this error, without the leading `-` and
-    /// the trailing CRLF: `ERR Protocol error: ...`.
+    /// The error line a Valkey server sends for this error, without the leading `-` and the
+    /// trailing CRLF: `ERR Protocol error: ...` (lossy for a non-ASCII byte; see `reply_bytes`).
     pub fn reply_text(&self) -> String {
         format!("ERR {self}")
+    }
+
+    /// The exact bytes of that line, as Valkey sends them.
+    pub fn reply_bytes(&self) -> Vec<u8> {
+        match self {
+            RequestError::ExpectedDollar(b) => {
+                let mut line = b"ERR Protocol error: expected '$', got '".to_vec();
+                line.push(if matches!(b, b'\r' | b'\n') { b' ' } else { *b });
+                line.push(b'\'');
+                line
+            }
+            other => other.reply_text().into_bytes(),
+        }
+    }
+}
+
+/// How Valkey's `addReplyErrorFormat` shows a byte: CR and LF become spaces.
+fn shown_byte(b: u8) -> char {
+    if matches!(b, b'\r' | b'\n') {
+        ' '
+    } else {
+        char::from(b)
     }
 }
 
@@ -230,8 +257,6 @@ fn scan_multibulk(
     limits: &RequestLimits,
     auth_required: bool,
 ) -> Result<RequestScan, RequestError> {
-    // Valkey looks for '\r' and only checks that one more byte follows; it never checks that the
-    // byte is '\n'. Mirror that exactly, so we accept and reject the same streams.
     let Some(cr) = find_byte(buf, 0, b'\r') else {
         if buf.len() > PROTO_INLINE_MAX_SIZE {
             return Err(RequestError::TooBigMbulkCountString);
@@ -240,6 +265,9 @@ fn scan_multibulk(
     };
     if cr + 1 >= buf.len() {
         return Ok(RequestScan::Incomplete);
+    }
+    if buf[cr + 1] != b'\n' {
+        return Err(RequestError::InvalidCrlf);
     }
     let count = match string2ll(&buf[1..cr]) {
         Some(n) if n <= i64::from(i32::MAX) => n,
@@ -269,6 +297,9 @@ fn scan_multibulk(
         if buf[pos] != b'$' {
             return Err(RequestError::ExpectedDollar(buf[pos]));
         }
+        if buf[cr + 1] != b'\n' {
+            return Err(RequestError::InvalidCrlf);
+        }
         let len = match string2ll(&buf[pos + 1..cr]) {
             Some(n) if (0..=VALKEY_PROTO_MAX_BULK_LEN).contains(&n) => n as usize,
             _ => return Err(RequestError::InvalidBulkLength),
@@ -279,13 +310,16 @@ fn scan_multibulk(
         if len > limits.max_bulk_len {
             return Err(RequestError::BulkTooLong(limits.max_bulk_len));
         }
-        // Payload plus two terminator bytes, which Valkey skips without checking.
+        // Payload plus its CRLF, which Valkey 8.1+ checks once both bytes are there.
         let end = cr + 2 + len + 2;
         if end > limits.max_request_bytes {
             return Err(RequestError::RequestTooBig(limits.max_request_bytes));
         }
         if end > buf.len() {
             return Ok(RequestScan::Incomplete);
+        }
+        if &buf[end - 2..end] != b"\r\n" {
+            return Err(RequestError::InvalidCrlf);
         }
         pos = end;
     }
@@ -294,7 +328,15 @@ fn scan_multibulk(
 
 fn scan_inline(buf: &[u8], limits: &RequestLimits) -> Result<RequestScan, RequestError> {
     let max_line = limits.max_inline_len;
-    let Some(nl) = find_byte(&buf[..buf.len().min(max_line + 2)], 0, b'\n') else {
+    // Valkey finds the end of an inline line with `strchr`, which stops at a NUL byte: a NUL
+    // before the first '\n' means "no line yet", and the request can only grow into the
+    // too-big error. Mirror that (and so no line ever reaches the tokenizer with a NUL in it).
+    let window = &buf[..buf.len().min(max_line + 2)];
+    let nl = window
+        .iter()
+        .position(|&b| b == b'\n' || b == 0)
+        .filter(|&i| window[i] == b'\n');
+    let Some(nl) = nl else {
         if buf.len() > max_line {
             return Err(RequestError::TooBigInlineRequest);
         }
@@ -360,10 +402,13 @@ pub(crate) struct InlineToken {
     pub quoted: bool,
 }
 
-/// A tokenizer that follows Valkey's `sdssplitargs` byte for byte: tokens separated by C
-/// whitespace; double quotes with `\n \r \t \b \a \xHH` and `\<any>` escapes; single quotes with
-/// `\'`; a closing quote must be followed by whitespace or the end; a NUL byte ends the line (the
-/// C code works on a C string). An unquoted token ends at space, `\n`, `\r`, `\t` or NUL only.
+/// A tokenizer that follows Valkey 9's `sdssplitargs` byte for byte: tokens separated by C
+/// whitespace; inside a token, double quotes (with `\n \r \t \b \a \xHH` and `\<any>` escapes)
+/// and single quotes (with `\'`) may open and close any number of times, shell style, so
+/// `"a"'b'c` is one argument `abc`; an unquoted token ends at space, `\n`, `\r`, `\t` or the
+/// end of the line; a `\"` (or `\'`) that ends the line is a backslash and a closing quote, not
+/// an escape; the only error is a quote left open. (Valkey 8.0/8.1 also refused a closing
+/// quote followed by anything but whitespace; `tests/framing_valkey_diff.rs` pins the difference.)
 pub(crate) struct InlineTokens<'a> {
     line: &'a [u8],
     pos: usize,
@@ -410,7 +455,10 @@ impl<'a> InlineTokens<'a> {
                 if c == b'\\' && self.at(p + 1) == b'x' && h1.is_some() && h2.is_some() {
                     push(h1.unwrap_or(0) * 16 + h2.unwrap_or(0));
                     p += 3;
-                } else if c == b'\\' && self.at(p + 1) != 0 {
+                } else if c == b'\\'
+                    && self.at(p + 1) != 0
+                    && !(self.at(p + 1) == b'"' && self.at(p + 2) == 0)
+                {
                     p += 1;
                     push(match self.at(p) {
                         b'n' => b'\n',
@@ -421,26 +469,18 @@ impl<'a> InlineTokens<'a> {
                         other => other,
                     });
                 } else if c == b'"' {
-                    let next = self.at(p + 1);
-                    if next != 0 && !c_isspace(next) {
-                        return Err(RequestError::UnbalancedQuotes);
-                    }
-                    done = true;
+                    in_double = false;
                 } else if c == 0 {
                     return Err(RequestError::UnbalancedQuotes);
                 } else {
                     push(c);
                 }
             } else if in_single {
-                if c == b'\\' && self.at(p + 1) == b'\'' {
+                if c == b'\\' && self.at(p + 1) == b'\'' && self.at(p + 2) != 0 {
                     p += 1;
                     push(b'\'');
                 } else if c == b'\'' {
-                    let next = self.at(p + 1);
-                    if next != 0 && !c_isspace(next) {
-                        return Err(RequestError::UnbalancedQuotes);
-                    }
-                    done = true;
+                    in_single = false;
                 } else if c == 0 {
                     return Err(RequestError::UnbalancedQuotes);
                 } else {

@@ -14,9 +14,11 @@
 //! | [`Reply::Double`] | bulk string | `,` |
 //! | [`Reply::Verbatim`] (`INFO`) | bulk string | `=N txt:` |
 //!
-//! Most scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Three
+//! Most scalars are encoded by `redis-protocol` (`extend_encode_borrowed`, no allocation). Four
 //! things are written here instead, each for a measured or structural reason:
 //! * the RESP2 null array `*-1`, which `redis-protocol` cannot express at all;
+//! * errors, because `redis-protocol` takes them as `str` and Valkey echoes raw client bytes into
+//!   some (`Protocol error: expected '$', got '\x80'`);
 //! * aggregate headers (`*N`, `%N`, `>N`): going through `redis-protocol` would mean materialising
 //!   a frame tree (a `Vec` per aggregate, an `IndexMap` per RESP3 map) for every reply;
 //! * bulk strings, nearly every leaf of a sentinel reply: `extend_encode_borrowed` zero-fills the
@@ -66,8 +68,9 @@ pub enum Reply {
     /// `+text`. Must not contain CR or LF (encoding replaces them with spaces).
     Simple(Bytes),
     /// `-text`: the whole line after the `-`, error code included (`ERR ...`, `WRONGPASS ...`).
-    /// CR and LF are replaced with spaces on encoding, as Valkey's `addReplyError` does.
-    Error(Cow<'static, str>),
+    /// CR and LF are replaced with spaces on encoding, as Valkey's `addReplyError` does. Bytes,
+    /// not `str`: Valkey echoes raw client bytes into some errors (`expected '$', got '\x80'`).
+    Error(Bytes),
     /// `:n`.
     Integer(i64),
     /// `$len` bulk string.
@@ -104,7 +107,8 @@ impl Reply {
     }
 
     /// `-text`; `text` includes the error code, e.g. `"ERR No such master with that name"`.
-    pub fn error(text: impl Into<Cow<'static, str>>) -> Reply {
+    /// A `&'static str` costs no allocation.
+    pub fn error(text: impl Into<Bytes>) -> Reply {
         Reply::Error(text.into())
     }
 
@@ -173,9 +177,7 @@ impl Reply {
             Reply::Simple(s) => {
                 enc(dst, &Resp2Borrowed::SimpleString(&one_line_bytes(s)), false)?;
             }
-            Reply::Error(e) => {
-                enc(dst, &Resp2Borrowed::Error(&one_line(e)), false)?;
-            }
+            Reply::Error(e) => put_error(dst, e),
             Reply::Integer(n) => {
                 enc(dst, &Resp2Borrowed::Integer(*n), false)?;
             }
@@ -223,17 +225,7 @@ impl Reply {
                     false,
                 )?;
             }
-            Reply::Error(e) => {
-                let data = &one_line(e);
-                enc(
-                    dst,
-                    &Resp3Borrowed::SimpleError {
-                        data,
-                        attributes: None,
-                    },
-                    false,
-                )?;
-            }
+            Reply::Error(e) => put_error(dst, e),
             Reply::Integer(n) => {
                 let data = *n;
                 enc(
@@ -308,7 +300,7 @@ impl Reply {
     pub fn to_resp2_frame(&self) -> Option<Resp2Frame> {
         Some(match self {
             Reply::Simple(s) => Resp2Frame::SimpleString(one_line_bytes(s).into_owned().into()),
-            Reply::Error(e) => Resp2Frame::Error(one_line(e).into_owned().into()),
+            Reply::Error(e) => Resp2Frame::Error(lossy_line(e).into()),
             Reply::Integer(n) => Resp2Frame::Integer(*n),
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Null => Resp2Frame::Null,
@@ -341,7 +333,7 @@ impl Reply {
                 attributes: None,
             },
             Reply::Error(e) => Resp3Frame::SimpleError {
-                data: one_line(e).into_owned().into(),
+                data: lossy_line(e).into(),
                 attributes: None,
             },
             Reply::Integer(n) => Resp3Frame::Number {
@@ -467,16 +459,22 @@ fn put_bulk(dst: &mut BytesMut, data: &[u8]) {
     dst.put_slice(b"\r\n");
 }
 
-/// Valkey's `addReplyError` turns CR and LF into spaces so an error can never break framing;
-/// do the same (and borrow when there is nothing to fix, which is always on the hot path).
-fn one_line(text: &str) -> Cow<'_, str> {
-    if text.bytes().any(|b| b == b'\r' || b == b'\n') {
-        Cow::Owned(text.replace(['\r', '\n'], " "))
-    } else {
-        Cow::Borrowed(text)
-    }
+/// `-text\r\n`, identical in RESP2 and RESP3. Written here because `redis-protocol`'s error
+/// frames are `str`, and Valkey puts raw client bytes into some protocol errors.
+fn put_error(dst: &mut BytesMut, text: &[u8]) {
+    dst.reserve(text.len() + 3);
+    dst.put_u8(b'-');
+    dst.put_slice(&one_line_bytes(text));
+    dst.put_slice(b"\r\n");
 }
 
+/// The error text as a `redis-protocol` frame wants it (UTF-8; invalid bytes become U+FFFD).
+fn lossy_line(text: &[u8]) -> String {
+    String::from_utf8_lossy(&one_line_bytes(text)).into_owned()
+}
+
+/// Valkey's `addReplyError` turns CR and LF into spaces so an error can never break framing;
+/// do the same (and borrow when there is nothing to fix, which is always on the hot path).
 fn one_line_bytes(data: &[u8]) -> Cow<'_, [u8]> {
     if data.iter().any(|&b| b == b'\r' || b == b'\n') {
         Cow::Owned(

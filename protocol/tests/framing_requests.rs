@@ -84,13 +84,34 @@ fn valkey_error_strings_are_exact() {
             "Protocol error: unbalanced quotes in request",
         ),
         (
-            b"SET \"a\"b\r\n",
+            b"SET \"a\\\" \r\n",
             "Protocol error: unbalanced quotes in request",
         ),
         (
-            b"SET 'a'b\r\n",
+            b"SET 'a\\'x\r\n",
             "Protocol error: unbalanced quotes in request",
         ),
+        (b"*1\rx", "Protocol error: invalid CRLF in request"),
+        (b"*abc\rx", "Protocol error: invalid CRLF in request"),
+        (
+            b"*1\r\n$4\rxPING\r\n",
+            "Protocol error: invalid CRLF in request",
+        ),
+        (
+            b"*1\r\n$4\r\nPINGxx",
+            "Protocol error: invalid CRLF in request",
+        ),
+        (
+            b"*1\r\n$4\r\nPING\rx",
+            "Protocol error: invalid CRLF in request",
+        ),
+        (b"*0\rxPING\r\n", "Protocol error: invalid CRLF in request"),
+        // The '$' check comes before the CRLF check, as in Valkey.
+        (b"*1\r\n:1\rx", "Protocol error: expected '$', got ':'"),
+        (b"*-0\r\n", "Protocol error: invalid multibulk length"),
+        (b"*01\r\n", "Protocol error: invalid multibulk length"),
+        (b"*1\r\n$-0\r\n", "Protocol error: invalid bulk length"),
+        (b"*1\0\r\n", "Protocol error: invalid multibulk length"),
     ];
     for (input, want) in cases {
         assert_eq!(
@@ -205,6 +226,26 @@ fn protocol_errors_become_err_replies() {
         &reply.to_bytes(Protocol::Resp2)[..],
         b"-ERR Protocol error: expected '$', got ':'\r\n"
     );
+    // Raw bytes go back raw, CR and LF as a space: what Valkey 9.1.2 sends.
+    for (input, wire) in [
+        (
+            &b"*1\r\n\x80\r\n"[..],
+            &b"-ERR Protocol error: expected '$', got '\x80'\r\n"[..],
+        ),
+        (
+            b"*1\r\n\r\n\r\n",
+            b"-ERR Protocol error: expected '$', got ' '\r\n",
+        ),
+        (
+            b"*1\r\n\0\r\n",
+            b"-ERR Protocol error: expected '$', got '\0'\r\n",
+        ),
+    ] {
+        let err = RequestCodec::default()
+            .decode(&mut BytesMut::from(input))
+            .unwrap_err();
+        assert_eq!(&err.reply().unwrap().to_bytes(Protocol::Resp3)[..], wire);
+    }
 }
 
 #[test]
@@ -221,13 +262,37 @@ fn empty_and_null_multibulks_and_blank_lines_are_skipped() {
 }
 
 #[test]
-fn valkey_leniencies_are_mirrored() {
-    // Valkey skips the two bytes after a bulk without looking at them, and only requires that
-    // one byte follows the '\r' of a header.
-    let input = b"*2\r\n$3\r\nfooXY$3\rXbar\r\n";
+fn partial_terminators_wait_like_valkey() {
+    // One byte of a bulk's CRLF, or a header's lone '\r', is not yet an error.
+    for input in [
+        &b"*1\r\n$4\r\nPINGx"[..],
+        b"*1\r\n$4\r\nPING\r",
+        b"*1\r",
+        b"*1\r\n$4\r",
+    ] {
+        assert_eq!(
+            decode_all(&mut RequestCodec::default(), input),
+            (vec![], None),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn a_nul_before_the_line_end_stalls_an_inline_request_as_in_valkey() {
+    // Valkey looks for the '\n' with strchr, which stops at the NUL.
     assert_eq!(
-        decode_all(&mut RequestCodec::default(), input),
-        (vec![args(&["foo", "bar"])], None)
+        decode_all(&mut RequestCodec::default(), b"P\0ING\r\nPING\r\n"),
+        (vec![], None)
+    );
+    let mut stalled = b"PING\0\n".to_vec();
+    stalled.extend(vec![b'x'; 64 * 1024]);
+    assert_eq!(error_of(&stalled), "Protocol error: too big inline request");
+    // In a bulk a NUL is just a byte.
+    assert_eq!(
+        decode_all(&mut RequestCodec::default(), b"*1\r\n$4\r\nP\0NG\r\n"),
+        (vec![vec![Bytes::from_static(b"P\0NG")]], None)
     );
 }
 
@@ -248,8 +313,19 @@ fn inline_commands_follow_sdssplitargs() {
         (b"ECHO \"\"\n", &[b"ECHO", b""]),
         (b"a\x0bb\n", &[b"a\x0bb"]),
         (b"a\tb\r\n", &[b"a", b"b"]),
-        // A NUL ends the line for sdssplitargs, which works on a C string.
-        (b"ECHO a\0ignored\n", &[b"ECHO", b"a"]),
+        (b"\x0bPING\r\n", &[b"PING"]),
+        // Valkey 9: quotes open and close inside one token, shell style.
+        (
+            b"SET \"a\"b 'c'\"d\"e \"\"\"\" x\"\"\r\n",
+            &[b"SET", b"ab", b"cde", b"", b"x"],
+        ),
+        (b"ECHO \"a\"\x0c\r\n", &[b"ECHO", b"a\x0c"]),
+        (b"ECHO \"\\x41\"\\x41\r\n", &[b"ECHO", b"A\\x41"]),
+        (b"ECHO \"a\"\r\r\n", &[b"ECHO", b"a"]),
+        (b"ECHO \"a\r\"\r\n", &[b"ECHO", b"a\r"]),
+        // A quote escape that ends the line is a backslash and the closing quote (Valkey 9).
+        (b"ECHO \"b\\\"\r\n", &[b"ECHO", b"b\\"]),
+        (b"ECHO 'b\\'\r\n", &[b"ECHO", b"b\\"]),
     ];
     for (input, want) in cases {
         let (got, err) = decode_all(&mut RequestCodec::default(), input);
