@@ -49,16 +49,29 @@ fn valkey_binaries() -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path().join("bin/valkey-server")))
         .filter(|p| p.exists())
         .collect();
-    versions.sort();
+    // Numerically, so 10.0 sorts after 9.1.
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .map(|v| {
+                v.to_string_lossy()
+                    .split('.')
+                    .map(|n| n.parse::<u32>().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    });
     versions
 }
 
-fn start(binary: &Path, tag: usize) -> Server {
+fn start(binary: &Path, tag: usize, extra: &[&str]) -> Server {
     let dir =
         std::env::temp_dir().join(format!("framing-valkey-diff-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let child = Command::new(binary)
         .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        .args(extra)
         .arg("--unixsocket")
         .arg(dir.join("valkey.sock"))
         .arg("--dir")
@@ -123,6 +136,10 @@ fn valkey_outcome(server: &Server, input: &[u8], eval: bool) -> Outcome {
 }
 
 fn our_outcome(input: &[u8], eval: bool) -> Outcome {
+    our_outcome_with(input, eval, false)
+}
+
+fn our_outcome_with(input: &[u8], eval: bool, password_set: bool) -> Outcome {
     // Only the grammar is compared: lift our own caps (argument count, bulk and request size)
     // to Valkey's, where they are deliberately tighter.
     let limits = RequestLimits {
@@ -131,7 +148,7 @@ fn our_outcome(input: &[u8], eval: bool) -> Outcome {
         max_request_bytes: usize::MAX,
         ..RequestLimits::default()
     };
-    let mut codec = RequestCodec::new(limits, false);
+    let mut codec = RequestCodec::new(limits, password_set);
     let mut buf = BytesMut::from(input);
     let mut out = Outcome {
         requests: 0,
@@ -182,7 +199,7 @@ fn request_parsing_matches_real_valkey() {
     let mut report = Vec::new();
     let mut checked_strictly = 0;
     for (tag, binary) in binaries.iter().enumerate() {
-        let server = start(binary, tag);
+        let server = start(binary, tag, &[]);
         let mut mismatches = Vec::new();
         for (input, eval) in &inputs {
             let theirs = valkey_outcome(&server, input, *eval);
@@ -310,4 +327,51 @@ fn inputs() -> Vec<(Vec<u8>, bool)> {
     }
 
     inputs
+}
+
+/// Before `AUTH`, with a password set: Valkey's tighter limits and where they sit among the other
+/// checks, against the newest installed Valkey.
+#[test]
+fn pre_auth_limits_match_real_valkey() {
+    let Some(binary) = valkey_binaries().pop() else {
+        eprintln!("valkey-server not installed under .deps/valkey; differential test skipped");
+        return;
+    };
+    let server = start(&binary, 100, &["--requirepass", "secret"]);
+    let many = |n: usize| format!("*{n}\r\n{}", "$1\r\na\r\n".repeat(n)).into_bytes();
+    let bulk = |n: usize| format!("*1\r\n${n}\r\n{}\r\n", "x".repeat(n)).into_bytes();
+    let inputs: Vec<Vec<u8>> = vec![
+        many(10),
+        many(11),
+        b"*11\r\n".to_vec(),
+        b"*11\rx".to_vec(),
+        b"*2147483648\r\n".to_vec(),
+        b"*-1\r\n*0\r\nPING\r\n".to_vec(),
+        bulk(16384),
+        bulk(16385),
+        b"*1\r\n$16385\r\n".to_vec(),
+        b"*1\r\n$16385\rx".to_vec(),
+        b"*1\r\n$536870913\r\n".to_vec(),
+        b"*1\r\n$-1\r\n".to_vec(),
+        b"*2\r\n$4\r\nAUTH\r\n$6\r\nsecret\r\n".to_vec(),
+        b"a b c d e f g h i j k l\r\n".to_vec(),
+    ];
+    let mut mismatches = Vec::new();
+    for input in &inputs {
+        let theirs = valkey_outcome(&server, input, false);
+        let ours = our_outcome_with(input, false, true);
+        if theirs != ours {
+            mismatches.push(format!(
+                "input {:?}\n  valkey: {theirs:?}\n  ours:   {ours:?}",
+                String::from_utf8_lossy(&input[..input.len().min(80)])
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} differ from {} with requirepass:\n{}",
+        mismatches.len(),
+        binary.display(),
+        mismatches.join("\n")
+    );
 }
