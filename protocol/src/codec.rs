@@ -75,12 +75,58 @@ pub(crate) fn put_header(dst: &mut BytesMut, kind: u8, n: usize) {
     dst.put_slice(b"\r\n");
 }
 
+/// Commands go out as `&[A]`, `&[A; N]`, `&Vec<A>` or `Vec<A>` of any `A: AsRef<[u8]>` (`&str`,
+/// `&[u8]`, `Bytes`, `String`, ...), so `framed.send(&["PING"])` and
+/// `framed.send(vec![name.clone(), arg])` both work.
+macro_rules! command_encoders {
+    ($codec:ty) => {
+        impl<A: AsRef<[u8]>> Encoder<&[A]> for $codec {
+            type Error = ReplyCodecError;
+
+            fn encode(&mut self, args: &[A], dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
+                encode_command(args, dst);
+                Ok(())
+            }
+        }
+
+        impl<A: AsRef<[u8]>, const N: usize> Encoder<&[A; N]> for $codec {
+            type Error = ReplyCodecError;
+
+            fn encode(&mut self, args: &[A; N], dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
+                encode_command(args, dst);
+                Ok(())
+            }
+        }
+
+        impl<A: AsRef<[u8]>> Encoder<&Vec<A>> for $codec {
+            type Error = ReplyCodecError;
+
+            fn encode(&mut self, args: &Vec<A>, dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
+                encode_command(args, dst);
+                Ok(())
+            }
+        }
+
+        impl<A: AsRef<[u8]>> Encoder<Vec<A>> for $codec {
+            type Error = ReplyCodecError;
+
+            fn encode(&mut self, args: Vec<A>, dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
+                encode_command(&args, dst);
+                Ok(())
+            }
+        }
+    };
+}
+
 /// Client-side RESP2 codec: encodes commands, decodes reply frames after a limit scan.
 ///
 /// Upstream links speak RESP2 (a sentinel's default): its decoder is 2.5-3.5 times faster than the
 /// RESP3 one and pub/sub messages arrive as plain arrays. Decoding uses
 /// `resp2::decode::decode_bytes_mut` on exactly the scanned bytes, so frame payloads are
 /// zero-copy views into the read buffer.
+///
+/// After an error the link is in an unknown state (the offending bytes stay in the buffer):
+/// drop it and reconnect, counting the peer as not answering.
 #[derive(Debug, Clone)]
 pub struct ReplyCodec {
     scanner: ReplyScanner,
@@ -131,23 +177,7 @@ impl Decoder for ReplyCodec {
     }
 }
 
-impl<A: AsRef<[u8]>> Encoder<&[A]> for ReplyCodec {
-    type Error = ReplyCodecError;
-
-    fn encode(&mut self, args: &[A], dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
-        encode_command(args, dst);
-        Ok(())
-    }
-}
-
-impl<A: AsRef<[u8]>> Encoder<Vec<A>> for ReplyCodec {
-    type Error = ReplyCodecError;
-
-    fn encode(&mut self, args: Vec<A>, dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
-        encode_command(&args, dst);
-        Ok(())
-    }
-}
+command_encoders!(ReplyCodec);
 
 fn incomplete_after_scan() -> ReplyCodecError {
     ReplyCodecError::Decode(RedisProtocolError::new(
@@ -228,23 +258,7 @@ fn restore_map_order(frame: &mut Resp3Frame) {
     }
 }
 
-impl<A: AsRef<[u8]>> Encoder<&[A]> for Resp3ReplyCodec {
-    type Error = ReplyCodecError;
-
-    fn encode(&mut self, args: &[A], dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
-        encode_command(args, dst);
-        Ok(())
-    }
-}
-
-impl<A: AsRef<[u8]>> Encoder<Vec<A>> for Resp3ReplyCodec {
-    type Error = ReplyCodecError;
-
-    fn encode(&mut self, args: Vec<A>, dst: &mut BytesMut) -> Result<(), ReplyCodecError> {
-        encode_command(&args, dst);
-        Ok(())
-    }
-}
+command_encoders!(Resp3ReplyCodec);
 
 // ---------------------------------------------------------------------------------------------
 // Server side

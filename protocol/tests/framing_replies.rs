@@ -46,9 +46,13 @@ fn commands_encode_as_multibulk() {
     let cmd: &[&[u8]] = &[b"SENTINEL", b"get-master-addr-by-name", b"mymaster"];
     codec.encode(cmd, &mut buf).unwrap();
     codec.encode(vec!["PING"], &mut buf).unwrap();
+    codec.encode(&["PING"], &mut buf).unwrap();
+    codec
+        .encode(&vec![Bytes::from_static(b"PING")], &mut buf)
+        .unwrap();
     assert_eq!(
         &buf[..],
-        &b"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n*1\r\n$4\r\nPING\r\n"[..]
+        &b"*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$8\r\nmymaster\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n"[..]
     );
 }
 
