@@ -102,7 +102,7 @@ async fn wiped_sentinel_is_unmonitored_until_registered() {
         .await
         .unwrap()
         .expect("monitored again");
-    assert_eq!(record.instance.down_after_milliseconds, 1000);
+    assert_eq!(record.instance.down_after_milliseconds, 2000);
     assert_eq!(record.failover_timeout, 5000);
 
     lab.restart_sentinel(2, SentinelStart::KeepConfig)
