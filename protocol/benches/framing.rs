@@ -168,6 +168,16 @@ fn main() {
         },
     );
 
+    bench(
+        "baseline: resp3 complete::decode_bytes_mut, SENTINEL MASTER",
+        MASTER_RESP3.len(),
+        1,
+        || {
+            let mut buf = BytesMut::from(black_box(MASTER_RESP3));
+            black_box(redis_protocol::resp3::decode::complete::decode_bytes_mut(&mut buf).unwrap());
+        },
+    );
+
     let addr = Reply::addr("127.0.0.1", 6379);
     let mut out = BytesMut::with_capacity(1 << 16);
     bench(
