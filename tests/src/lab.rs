@@ -147,6 +147,7 @@ impl LabSpec {
             binary,
             data,
             sentinels,
+            aux: Vec::new(),
             failed: AtomicBool::new(false),
         };
         let started = lab.start_initial().await;
@@ -227,6 +228,15 @@ impl Pod {
     }
 }
 
+/// A process the test runs next to the group, owned by the lab: killed with it, and its log in the
+/// failure report.
+#[derive(Debug)]
+pub(crate) struct AuxProcess {
+    pub(crate) name: String,
+    pub(crate) log: PathBuf,
+    pub(crate) child: Option<Child>,
+}
+
 /// A running lab. Dropping it kills and reaps every process; if the test is panicking (or a wait
 /// failed) it first prints [`Lab::report`] and keeps the lab directory for inspection.
 #[derive(Debug)]
@@ -237,6 +247,8 @@ pub struct Lab {
     binary: PathBuf,
     pub(crate) data: Vec<Pod>,
     pub(crate) sentinels: Vec<Pod>,
+    /// Other processes the test started through the lab (a coordinator, a client script).
+    pub(crate) aux: Vec<AuxProcess>,
     pub(crate) failed: AtomicBool,
 }
 
@@ -374,6 +386,12 @@ impl Lab {
 
     pub(crate) fn pods(&self) -> impl Iterator<Item = &Pod> {
         self.data.iter().chain(self.sentinels.iter())
+    }
+
+    /// Forgets earlier failed waits, for a test that expected one to fail (a negative check):
+    /// `Drop` will then clean up quietly if nothing else fails.
+    pub fn clear_failed(&self) {
+        self.failed.store(false, Ordering::Relaxed);
     }
 
     /// Marks the lab failed when `result` is an error, so that `Drop` prints the report and keeps
@@ -552,6 +570,59 @@ impl Lab {
             client.call(&args).await?;
         }
         Ok(())
+    }
+
+    /// Spawns another process under the lab (through the same spawner, so it dies with the test),
+    /// with stdout and stderr appended to `<lab dir>/<name>.log`. The lab kills it on drop and
+    /// shows its log in the failure report. Returns its pid.
+    pub async fn spawn_aux(&mut self, name: &str, mut command: Command) -> Result<u32> {
+        self.kill_aux(name);
+        fs::create_dir_all(&self.root)
+            .map_err(|e| LabError::io(format!("creating {}", self.root.display()), e))?;
+        let log = self.root.join(format!("{name}.log"));
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| LabError::io(format!("opening {}", log.display()), e))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| LabError::io("cloning a log handle", e))?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = process::spawn(command)
+            .await
+            .map_err(|e| LabError::io(format!("spawning {name}"), e))?;
+        let pid = child.id();
+        self.aux.retain(|a| a.name != name);
+        self.aux.push(AuxProcess {
+            name: name.to_string(),
+            log,
+            child: Some(child),
+        });
+        Ok(pid)
+    }
+
+    /// SIGKILLs and reaps an auxiliary process, if running.
+    pub fn kill_aux(&mut self, name: &str) {
+        for aux in self.aux.iter_mut().filter(|a| a.name == name) {
+            if let Some(mut child) = aux.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Log file of an auxiliary process.
+    pub fn aux_log(&self, name: &str) -> Option<&Path> {
+        self.aux
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.log.as_path())
+    }
+
+    /// The role data pod `i` was last started with (what a plain [`Lab::restart`] reuses).
+    pub fn start_role(&self, i: usize) -> StartRole {
+        self.data[i].role
     }
 
     fn write_sentinel_config(&mut self, j: usize, with_monitor: bool) -> Result<()> {

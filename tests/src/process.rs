@@ -47,8 +47,10 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
     })
 }
 
-/// Spawns `command` from the spawner thread with a parent-death signal set.
-pub(crate) async fn spawn(mut command: Command) -> io::Result<Child> {
+/// Spawns `command` from the spawner thread with a parent-death signal set. Public so that tests
+/// starting their own processes (the coordinator, a client script) get the same guarantee; the
+/// caller owns the `Child` and must kill and reap it (or hand it to [`crate::Lab::spawn_aux`]).
+pub async fn spawn(mut command: Command) -> io::Result<Child> {
     die_with_parent(&mut command, std::process::id());
     let (reply, response) = oneshot::channel();
     spawner()

@@ -38,14 +38,24 @@ impl Lab {
                 pod.starts
             );
         }
-        for pod in self.pods() {
+        for aux in &self.aux {
+            let state = aux
+                .child
+                .as_ref()
+                .map_or_else(|| "stopped".into(), |c| format!("pid {}", c.id()));
+            let _ = writeln!(out, "  {:<12} {:<22} {state}", aux.name, "(aux)");
+        }
+        let logs = self
+            .pods()
+            .map(|p| (p.id.to_string(), &p.log))
+            .chain(self.aux.iter().map(|a| (a.name.clone(), &a.log)));
+        for (name, log) in logs {
             let _ = writeln!(
                 out,
-                "----- {} ({}) last {TAIL_LINES} lines -----",
-                pod.id,
-                pod.log.display()
+                "----- {name} ({}) last {TAIL_LINES} lines -----",
+                log.display()
             );
-            out.push_str(&tail(&pod.log, TAIL_LINES));
+            out.push_str(&tail(log, TAIL_LINES));
         }
         let _ = writeln!(out, "===== end of valkey-lab report =====");
         out
@@ -76,8 +86,12 @@ impl Drop for Lab {
         if failed {
             eprintln!("{}", self.report());
         }
-        for pod in self.data.iter_mut().chain(self.sentinels.iter_mut()) {
-            if let Some(mut child) = pod.child.take() {
+        let pods = self.data.iter_mut().chain(self.sentinels.iter_mut());
+        let children = pods
+            .map(|p| &mut p.child)
+            .chain(self.aux.iter_mut().map(|a| &mut a.child));
+        for child in children {
+            if let Some(mut child) = child.take() {
                 let _ = child.kill();
                 let _ = child.wait();
             }

@@ -4,6 +4,10 @@
 //! One task per pod keeps a connection and asks `ROLE` every period (default 50 ms, 20 Hz),
 //! reconnecting after errors (a killed or restarting pod shows up as `Unreachable`). Each sample
 //! is stamped with the time its reply arrived.
+//!
+//! Limit: a probe times out after four periods, so a stalled pod (SIGSTOP, a long fork) is
+//! recorded as `Unreachable`, not as whatever it would claim once it wakes up; the check can miss
+//! a claim nobody could have seen, never report one that was not answered.
 
 use std::{
     net::SocketAddr,
@@ -81,7 +85,7 @@ impl RoleTimeline {
         let window = self.period * 2;
         let mut latest: Vec<Option<&RoleSample>> = Vec::new();
         let mut found = Vec::new();
-        for sample in &self.samples {
+        for sample in self.in_time_order() {
             if latest.len() <= sample.pod {
                 latest.resize(sample.pod + 1, None);
             }
@@ -105,11 +109,19 @@ impl RoleTimeline {
         found
     }
 
+    /// The samples sorted by arrival time (tasks push them concurrently, so the stored order can
+    /// be off by a few microseconds).
+    fn in_time_order(&self) -> Vec<&RoleSample> {
+        let mut samples: Vec<&RoleSample> = self.samples.iter().collect();
+        samples.sort_by_key(|s| s.at);
+        samples
+    }
+
     /// A compact rendering: one line per role change per pod.
     pub fn changes(&self) -> String {
         let mut last: Vec<Option<&SampledRole>> = Vec::new();
         let mut out = String::new();
-        for s in &self.samples {
+        for s in self.in_time_order() {
             if last.len() <= s.pod {
                 last.resize(s.pod + 1, None);
             }

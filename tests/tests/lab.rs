@@ -207,6 +207,25 @@ async fn parallel_labs_get_distinct_blocks() {
     b.wait_master(0, WAIT).await.expect("b unaffected");
 }
 
+/// A process started through the lab (as a coordinator will be) dies with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aux_process_dies_with_the_lab() {
+    let spec = LabSpec::new(ValkeyVersion::V9_1_2)
+        .data_pods(1)
+        .sentinels(0);
+    let mut lab = spec.start().await.expect("lab starts");
+    let mut command = std::process::Command::new("sleep");
+    command.arg("300");
+    let pid = lab.spawn_aux("sleeper", command).await.expect("spawn");
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    assert!(lab.aux_log("sleeper").is_some());
+    drop(lab);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "aux process reaped"
+    );
+}
+
 macro_rules! on_every_version {
     ($scenario:ident) => {
         mod $scenario {
