@@ -228,3 +228,84 @@ pub(crate) fn monitor_lines(m: &Monitor<'_>, auth: Option<&AuthSpec>) -> Vec<Vec
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_announces_and_binds_its_own_address() {
+        let addr: SocketAddr = "127.0.42.11:6379".parse().unwrap();
+        let master: SocketAddr = "127.0.42.10:6379".parse().unwrap();
+        let text = render_data(&DataConfig {
+            addr,
+            dir: Path::new("/tmp/x"),
+            role: StartRole::ReplicaOf(master),
+            auth: None,
+            rdb: false,
+            extra: &[],
+        });
+        for line in [
+            "bind 127.0.42.11",
+            "port 6379",
+            "replica-announce-ip 127.0.42.11",
+            "bind-source-addr 127.0.42.11",
+            "repl-diskless-sync-delay 0",
+            "daemonize no",
+            "save \"\"",
+            "replicaof 127.0.42.10 6379",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.contains("requirepass"));
+    }
+
+    #[test]
+    fn a_sentinel_monitors_with_auth_and_short_timings() {
+        let auth = AuthSpec::simple();
+        let timings = SentinelTimings::default();
+        let text = render_sentinel(&SentinelConfig {
+            addr: "127.0.42.100:26379".parse().unwrap(),
+            dir: Path::new("/tmp/s"),
+            monitor: Some(Monitor {
+                name: "mymaster",
+                master: "127.0.42.10:6379".parse().unwrap(),
+                quorum: 2,
+                timings: &timings,
+            }),
+            auth: Some(&auth),
+            extra: &[],
+        });
+        for line in [
+            "sentinel announce-ip 127.0.42.100",
+            "sentinel monitor mymaster 127.0.42.10 6379 2",
+            "sentinel down-after-milliseconds mymaster 2000",
+            "sentinel failover-timeout mymaster 5000",
+            "sentinel auth-user mymaster sentinel",
+            "sentinel auth-pass mymaster lab-sentinel-user-pw",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // The monitor must come before the options that name it.
+        let monitor = text.find("sentinel monitor").unwrap();
+        assert!(text.find("sentinel down-after").unwrap() > monitor);
+    }
+
+    #[test]
+    fn a_wiped_sentinel_monitors_nothing() {
+        let text = render_sentinel(&SentinelConfig {
+            addr: "127.0.42.100:26379".parse().unwrap(),
+            dir: Path::new("/tmp/s"),
+            monitor: None,
+            auth: None,
+            extra: &[],
+        });
+        assert!(!text.contains("monitor"), "{text}");
+    }
+}

@@ -264,3 +264,75 @@ async fn sample_pod(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeline(samples: &[(usize, u64, SampledRole)]) -> RoleTimeline {
+        let started = Instant::now();
+        RoleTimeline {
+            started,
+            period: Duration::from_millis(50),
+            samples: samples
+                .iter()
+                .map(|(pod, ms, role)| RoleSample {
+                    pod: *pod,
+                    at: started + Duration::from_millis(*ms),
+                    role: role.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn replica() -> SampledRole {
+        SampledRole::Replica {
+            master: "127.0.0.1:6379".into(),
+            state: "connected".into(),
+        }
+    }
+
+    #[test]
+    fn a_clean_handover_has_no_dual_master() {
+        let down = SampledRole::Unreachable("refused".into());
+        let t = timeline(&[
+            (0, 0, SampledRole::Master),
+            (1, 1, replica()),
+            (0, 50, down.clone()),
+            (1, 51, replica()),
+            (0, 100, down),
+            (1, 101, SampledRole::Master),
+        ]);
+        assert!(t.dual_masters().is_empty());
+    }
+
+    #[test]
+    fn two_fresh_master_answers_are_reported() {
+        let t = timeline(&[
+            (0, 0, SampledRole::Master),
+            (1, 10, SampledRole::Master),
+            (2, 20, replica()),
+        ]);
+        let dual = t.dual_masters();
+        assert_eq!(dual.len(), 2, "{dual:?}");
+        assert_eq!(dual[0].pods, vec![0, 1]);
+        assert_eq!(dual[0].since_start, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn a_stale_master_answer_does_not_count() {
+        // Pod 0's last answer is older than two periods when pod 1 answers master.
+        let t = timeline(&[(0, 0, SampledRole::Master), (1, 150, SampledRole::Master)]);
+        assert!(t.dual_masters().is_empty());
+    }
+
+    #[test]
+    fn samples_are_ordered_by_time_before_checking() {
+        let t = timeline(&[
+            (1, 40, SampledRole::Master),
+            (0, 0, SampledRole::Master),
+            (0, 30, replica()),
+        ]);
+        assert!(t.dual_masters().is_empty(), "{:?}", t.dual_masters());
+    }
+}
