@@ -51,11 +51,16 @@ fn all_resp2(bytes: &[u8]) -> Vec<R2> {
     out
 }
 
+/// Through the crate's own codec, not redis-protocol directly: redis-protocol 6.0.0 hands RESP3
+/// map entries back in reverse wire order, and the codec restores it.
 fn all_resp3(bytes: &[u8]) -> Vec<R3> {
+    use tokio_util::codec::Decoder;
+    let mut codec = sentinel_protocol::codec::Resp3ReplyCodec::new();
     let mut buf = BytesMut::from(bytes);
     let mut out = Vec::new();
     while !buf.is_empty() {
-        let (frame, _, _) = redis_protocol::resp3::decode::complete::decode_bytes_mut(&mut buf)
+        let frame = codec
+            .decode(&mut buf)
             .expect("valid RESP3")
             .expect("complete frame");
         out.push(frame);
