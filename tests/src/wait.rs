@@ -198,9 +198,11 @@ impl Lab {
         self.note(result)
     }
 
-    /// Waits until every running, unpaused sentinel names the same master with
-    /// `GET-MASTER-ADDR-BY-NAME`, at least a majority of the configured sentinels answered, and
-    /// `accept(addr, config_epoch)` holds.
+    /// Waits until a majority of the configured sentinels name the same master with
+    /// `GET-MASTER-ADDR-BY-NAME`, no running sentinel names another one, and
+    /// `accept(addr, config_epoch)` holds (`config_epoch`: the highest among those naming it).
+    /// A sentinel that monitors nothing (wiped), is paused, stopped or unreachable neither votes
+    /// nor objects, so this also works while one sentinel is being healed.
     pub async fn wait_sentinels_agree(
         &self,
         timeout: Duration,
@@ -208,11 +210,11 @@ impl Lab {
     ) -> Result<MasterAgreement> {
         let accept = &accept;
         let result = poll_until(
-            "the sentinels to agree on a master",
+            "a majority of sentinels to agree on a master",
             timeout,
             POLL_EVERY,
             || async move {
-                let mut views = Vec::new();
+                let mut named: Vec<(SocketAddr, u64)> = Vec::new();
                 let mut seen = Vec::new();
                 for j in self.running_sentinels() {
                     let view = async {
@@ -224,22 +226,24 @@ impl Lab {
                     match view {
                         Ok((addr, epoch)) => {
                             seen.push(format!("sentinel-{j}: {addr:?} epoch {epoch:?}"));
-                            views.push((addr, epoch.unwrap_or(0)));
+                            if let Some(addr) = addr {
+                                named.push((addr, epoch.unwrap_or(0)));
+                            }
                         }
                         Err(e) => seen.push(format!("sentinel-{j}: {e}")),
                     }
                 }
                 let seen = seen.join("; ");
-                let Some((Some(first), _)) = views.first().copied() else {
+                let Some(&(first, _)) = named.first() else {
                     return Probe::Pending(seen);
                 };
-                let all_same = views.iter().all(|(a, _)| *a == Some(first));
-                let epoch = views.iter().map(|(_, e)| *e).max().unwrap_or(0);
-                if all_same && views.len() >= self.majority() && accept(first, epoch) {
+                let unanimous = named.iter().all(|(a, _)| *a == first);
+                let epoch = named.iter().map(|(_, e)| *e).max().unwrap_or(0);
+                if unanimous && named.len() >= self.majority() && accept(first, epoch) {
                     Probe::Ready(MasterAgreement {
                         addr: first,
                         config_epoch: epoch,
-                        votes: views.len(),
+                        votes: named.len(),
                     })
                 } else {
                     Probe::Pending(seen)

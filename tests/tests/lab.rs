@@ -93,6 +93,13 @@ async fn wiped_sentinel_is_unmonitored_until_registered() {
         other => panic!("{other:?}"),
     }
 
+    let master = lab.data_addr(0);
+    let agreed = lab
+        .wait_sentinels_agree(WAIT, |addr, _| addr == master)
+        .await
+        .expect("the two monitoring sentinels still agree");
+    assert_eq!(agreed.votes, 2);
+
     lab.monitor(1, lab.data_addr(0)).await.expect("register");
     lab.wait_sentinels_see(2, 2, WAIT)
         .await
