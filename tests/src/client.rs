@@ -59,6 +59,9 @@ pub struct Client {
     addr: SocketAddr,
     framed: Framed<TcpStream, ReplyCodec>,
     timeout: Duration,
+    /// Set after a timeout or I/O error: a reply may still be in flight, so the next read could
+    /// pair a command with an earlier command's reply. Every later call fails instead.
+    broken: Option<String>,
 }
 
 impl Client {
@@ -88,6 +91,7 @@ impl Client {
             addr,
             framed: Framed::new(stream, ReplyCodec::new()),
             timeout: limit,
+            broken: None,
         };
         if let Some(creds) = credentials {
             let mut args = vec!["AUTH"];
@@ -133,10 +137,11 @@ impl Client {
 
     /// Sends a command without reading a reply (for `SUBSCRIBE`-style use with [`Self::next`]).
     pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<()> {
+        self.check_usable()?;
         let mut buf = BytesMut::new();
         encode_command(args, &mut buf);
         let write = self.framed.get_mut().write_all(&buf);
-        match timeout(self.timeout, write).await {
+        let result = match timeout(self.timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.lost(e.into())),
             Err(_) => Err(LabError::CommandTimeout {
@@ -144,22 +149,42 @@ impl Client {
                 command: render_command(args),
                 after: self.timeout,
             }),
+        };
+        self.poison_on_error(result)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(LabError::ConnectionLost {
+                addr: self.addr,
+                reason: format!("unusable after an earlier failure ({why}); reconnect"),
+            }),
         }
+    }
+
+    fn poison_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result {
+            self.broken = Some(e.to_string());
+        }
+        result
     }
 
     /// Reads the next frame with no timeout (a pub/sub message may take a while); `None` when the
     /// peer closed the connection.
     pub async fn next(&mut self) -> Result<Option<Frame>> {
         use tokio_stream_shim::next;
-        next(&mut self.framed)
+        self.check_usable()?;
+        let result = next(&mut self.framed)
             .await
             .transpose()
-            .map_err(|e| self.lost(e))
+            .map_err(|e| self.lost(e));
+        self.poison_on_error(result)
     }
 
     async fn read(&mut self, command: &str) -> Result<Frame> {
         use tokio_stream_shim::next;
-        match timeout(self.timeout, next(&mut self.framed)).await {
+        let result = match timeout(self.timeout, next(&mut self.framed)).await {
             Ok(Some(Ok(frame))) => Ok(frame),
             Ok(Some(Err(e))) => Err(self.lost(e)),
             Ok(None) => Err(LabError::ConnectionLost {
@@ -171,7 +196,8 @@ impl Client {
                 command: command.to_string(),
                 after: self.timeout,
             }),
-        }
+        };
+        self.poison_on_error(result)
     }
 
     fn lost(&self, e: ReplyCodecError) -> LabError {
