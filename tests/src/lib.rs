@@ -18,6 +18,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Conventions every scenario can rely on:
+//! * Pod `i` is `valkey-i` at `127.0.N.(10+i):6379`, sentinel `j` is `sentinel-j` at
+//!   `127.0.N.(100+j):26379`, and `127.0.N.200..` are free for the test (see [`layout`]).
+//! * Pod 0 starts as master, the others as its replicas; every sentinel monitors pod 0 as
+//!   `mymaster` with quorum 2, `down-after-milliseconds` 2000 and `failover-timeout` 5000 (see
+//!   [`config::SentinelTimings`] for why not 1000).
+//! * Waits poll every 25 ms under a deadline and fail with what they waited for and the last
+//!   thing seen; a failed wait or a panic prints the layout and every log's last 40 lines and
+//!   keeps the lab directory (`$TMPDIR/valkey-lab-<pid>-<block>`); `VALKEY_LAB_KEEP=1` keeps it
+//!   on success too.
+//! * Replies and events are the protocol crate's typed ones (`sentinel_protocol::{role, info,
+//!   sentinel, event}`), re-exported as [`sentinel_protocol`].
+//!
 //! Modules, one concern each: [`version`] (which binary), [`layout`] (addresses and the block
 //! claim), [`config`] (config rendering), [`process`] (spawning and signals), [`client`] (a small
 //! RESP client), [`replies`] (reading replies), [`wait`] (deadline-bound waits), [`events`]
