@@ -1,4 +1,5 @@
 //! The coordinator: reconciles every sentinel's view into one verdict per master name.
 
 pub mod addr;
+pub mod registry;
 pub mod verdict;
