@@ -3,5 +3,6 @@
 pub mod addr;
 pub mod owner;
 pub mod registry;
+pub mod server;
 pub mod upstream;
 pub mod verdict;

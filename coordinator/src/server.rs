@@ -1,0 +1,191 @@
+//! The downstream RESP server: what sentinel-aware clients talk to.
+//!
+//! It behaves like a sentinel that monitors exactly the masters the coordinator's verdict
+//! certifies (DESIGN section 3): a name without an agreed master is answered as a sentinel
+//! answers a name it does not know, so every client library falls through to "no master" on its
+//! ordinary path instead of raising to the application.
+//!
+//! Layout, one concern per module:
+//! - this file: configuration and the accept loop (client limit, shutdown);
+//! - [`connection`]: one task per client: read, decode every pipelined request, reply in order
+//!   with one write per read batch, timeouts, pub/sub delivery;
+//! - [`dispatch`]: command to reply, against a snapshot of the registry;
+//! - [`records`]: the sentinel-shaped records and `INFO` text built from published state;
+//! - [`status`]: `COORDINATOR VERDICT|STATUS`, as text or JSON;
+//! - [`pubsub`]: subscriptions and glob matching;
+//! - [`auth`]: users, passwords (compared in constant time) and permission presets.
+
+pub mod auth;
+mod connection;
+mod dispatch;
+pub mod pubsub;
+mod records;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use sentinel_protocol::limits::RequestLimits;
+use sentinel_protocol::reply::{Protocol, Reply};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use auth::{Permissions, Secret, User, Users};
+
+use crate::addr::Addr;
+use crate::registry::Registry;
+
+/// Clients served at once unless configured otherwise.
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// How long an established client may stay silent (Valkey's `timeout`; subscribers are exempt,
+/// as in Valkey, because a subscriber is silent by design).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a new client has to send its first command (and to authenticate, when a password
+/// is set). Much shorter than the idle timeout: a connection that never speaks costs a slot of
+/// the client limit, and holding slots open is the cheapest way to lock real clients out.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one reply write may take before the client is considered stuck and dropped.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The server version `HELLO` and `INFO` report. Clients only read it for feature gates; the
+/// coordinator speaks the command set of the sentinel of this version.
+pub const DEFAULT_SERVER_VERSION: &str = "9.1.2";
+
+/// The error a client over the limit gets before the connection is closed, as Valkey words it.
+pub const MAX_CLIENTS_ERROR: &str = "ERR max number of clients reached";
+
+/// Everything the server needs besides the registry. Built once at start-up, shared read-only.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Who may connect, with which password and which permission preset.
+    pub users: Users,
+    /// Frame size, argument count and pre-auth limits, enforced before any decoding.
+    pub limits: RequestLimits,
+    /// Clients served at once; one more is told so and closed.
+    pub max_clients: usize,
+    /// Silence allowed to an established, unsubscribed client.
+    pub idle_timeout: Duration,
+    /// Silence allowed to a new client before its first command and its authentication.
+    pub handshake_timeout: Duration,
+    /// Time allowed to write one batch of replies to a client.
+    pub write_timeout: Duration,
+    /// The other coordinator instances: what `SENTINEL SENTINELS` lists, so clients that refresh
+    /// their sentinel list from it keep talking to coordinators, never to raw sentinels.
+    pub peers: Vec<Addr>,
+    /// This instance's 40-hex run id (`SENTINEL MYID`, `INFO`).
+    pub my_id: String,
+    /// The address this instance is reachable at, for `INFO` (`None`: the listener's address).
+    pub announce: Option<Addr>,
+    /// What `HELLO` and `INFO` report as the server version.
+    pub version: String,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults and no authentication, identified by `my_id`.
+    pub fn new(my_id: impl Into<String>) -> Self {
+        Self {
+            users: Users::default(),
+            limits: RequestLimits::default(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            peers: Vec::new(),
+            my_id: my_id.into(),
+            announce: None,
+            version: DEFAULT_SERVER_VERSION.to_owned(),
+        }
+    }
+}
+
+/// Shared by every connection task: configuration, registry and the source of client ids.
+pub(crate) struct Shared {
+    pub config: Arc<ServerConfig>,
+    pub registry: Arc<Registry>,
+    pub next_client_id: AtomicU64,
+    pub local_addr: Option<SocketAddr>,
+    pub started: tokio::time::Instant,
+}
+
+/// Accepts clients until `shutdown` is cancelled, one task per connection; then stops accepting,
+/// tells every connection to close and waits for them.
+///
+/// Returns only on shutdown; an accept error (out of file descriptors, say) is logged and
+/// retried after a short pause rather than ending the service.
+pub async fn run(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let local_addr = listener.local_addr().ok();
+    let slots = Arc::new(Semaphore::new(config.max_clients));
+    let shared = Arc::new(Shared {
+        config,
+        registry,
+        next_client_id: AtomicU64::new(1),
+        local_addr,
+        started: tokio::time::Instant::now(),
+    });
+    let tasks = TaskTracker::new();
+    tracing::info!(listen = ?local_addr, "serving sentinel-compatible clients");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                }
+            }
+        };
+        let stats = shared.registry.stats();
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            stats.clients_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "client refused: max number of clients reached");
+            tasks.spawn(refuse(stream, shared.config.write_timeout));
+            continue;
+        };
+        stats.clients_accepted.fetch_add(1, Ordering::Relaxed);
+        stats.clients_connected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let shared = Arc::clone(&shared);
+        let shutdown = shutdown.child_token();
+        tasks.spawn(async move {
+            connection::serve(stream, peer, &shared, shutdown).await;
+            shared
+                .registry
+                .stats()
+                .clients_connected
+                .fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("client server stopped");
+    Ok(())
+}
+
+/// Tells a client over the limit why, then closes (the way Valkey does: an error, not a reset).
+async fn refuse(mut stream: TcpStream, write_timeout: Duration) {
+    let mut out = BytesMut::new();
+    // Encoding an error into a growable buffer cannot fail.
+    let _ = Reply::error(MAX_CLIENTS_ERROR).encode(Protocol::Resp2, &mut out);
+    let _ = tokio::time::timeout(write_timeout, async {
+        stream.write_all(&out).await?;
+        stream.shutdown().await
+    })
+    .await;
+}

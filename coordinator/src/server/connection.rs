@@ -1,0 +1,194 @@
+//! One client connection: read whatever arrived, run every complete request in it, write all
+//! the replies with one write, strictly in request order.
+//!
+//! Batching matters for throughput (a pipelining client gets one syscall per read, not one per
+//! command) and costs nothing in latency (a lone request is a batch of one). Pub/sub messages
+//! from the tap are written between batches, never inside one, so replies and messages cannot
+//! interleave mid-frame.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+use sentinel_protocol::codec::RequestCodec;
+use sentinel_protocol::reply::Reply;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::dispatch::{Session, execute};
+use crate::registry::TapMessage;
+
+/// Why a connection ended, for the log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    PeerClosed,
+    ReadError,
+    WriteFailed,
+    ProtocolError,
+    Quit,
+    HandshakeTimeout,
+    IdleTimeout,
+    SubscriberLagged,
+    Shutdown,
+}
+
+/// Serves one client until it leaves, misbehaves, times out or the server shuts down.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) {
+    let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let config = &shared.config;
+    let mut codec = RequestCodec::new(config.limits, config.users.auth_required());
+    let mut session = Session::new(id, peer, config.users.initial_identity());
+    let (mut reader, mut writer) = stream.into_split();
+    let mut input = BytesMut::with_capacity(4096);
+    let mut output = BytesMut::with_capacity(4096);
+    let mut tap: Option<broadcast::Receiver<TapMessage>> = None;
+    // Until the first command has run and the client is authenticated, the short handshake
+    // timeout applies; afterwards the idle timeout (which subscribers are exempt from).
+    let mut established = false;
+    let mut deadline = Instant::now() + config.handshake_timeout;
+    tracing::debug!(client = id, %peer, "client connected");
+
+    let close = loop {
+        let idle_exempt =
+            established && (session.subscriptions.is_active() || config.idle_timeout.is_zero());
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Close::Shutdown,
+            read = reader.read_buf(&mut input) => {
+                match read {
+                    Ok(0) => break Close::PeerClosed,
+                    Ok(_) => {}
+                    Err(_) => break Close::ReadError,
+                }
+                let (ran, protocol_error) =
+                    run_batch(&mut input, &mut output, &mut session, shared, &mut codec);
+                // Join the tap before the confirmations go out, so every message published
+                // after the client saw "subscribed" reaches it.
+                match (session.subscriptions.is_active(), tap.is_some()) {
+                    (true, false) => tap = Some(shared.registry.subscribe_tap()),
+                    (false, true) => tap = None,
+                    _ => {}
+                }
+                if !flush(&mut writer, &mut output, shared).await {
+                    break Close::WriteFailed;
+                }
+                if protocol_error {
+                    break Close::ProtocolError;
+                }
+                if session.closing {
+                    break Close::Quit;
+                }
+                if ran > 0 {
+                    established = session.identity.is_some();
+                    let allowance = if established {
+                        config.idle_timeout
+                    } else {
+                        config.handshake_timeout
+                    };
+                    deadline = Instant::now() + allowance;
+                }
+            }
+            message = next_tap_message(&mut tap) => {
+                match message {
+                    Ok(message) => {
+                        let mut frames = Vec::new();
+                        session.subscriptions.deliver(&message, &mut frames);
+                        for frame in frames {
+                            let _ = frame.encode(session.protocol, &mut output);
+                        }
+                        if !flush(&mut writer, &mut output, shared).await {
+                            break Close::WriteFailed;
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            client = id, %peer, missed,
+                            "subscriber fell behind the event tap; disconnecting it rather than \
+                             letting it miss events silently"
+                        );
+                        break Close::SubscriberLagged;
+                    }
+                    // The registry is gone: the service is stopping.
+                    Err(RecvError::Closed) => break Close::Shutdown,
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if !idle_exempt => {
+                break if established { Close::IdleTimeout } else { Close::HandshakeTimeout };
+            }
+        }
+    };
+    let _ = writer.shutdown().await;
+    tracing::debug!(client = id, %peer, reason = ?close, "client disconnected");
+}
+
+/// Runs every complete request in `input`, appending replies to `output`. Returns how many
+/// requests ran and whether a protocol error ended the batch (its error reply is already in
+/// `output`; the connection must close, since the next request's start is unknown).
+fn run_batch(
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    session: &mut Session,
+    shared: &Shared,
+    codec: &mut RequestCodec,
+) -> (usize, bool) {
+    let stats = shared.registry.stats();
+    let mut ran = 0;
+    loop {
+        if session.closing {
+            return (ran, false);
+        }
+        match codec.decode(input) {
+            Ok(Some(args)) => {
+                let started = Instant::now();
+                let name = execute(&args, session, shared, codec, output);
+                stats.count_command(name);
+                stats.command_latency.observe(started.elapsed());
+                ran += 1;
+            }
+            Ok(None) => return (ran, false),
+            Err(error) => {
+                if let Some(reply) = error.reply() {
+                    let _ = reply.encode(session.protocol, output);
+                } else {
+                    let _ = Reply::error("ERR Protocol error").encode(session.protocol, output);
+                }
+                tracing::debug!(client = session.id, peer = %session.peer, %error, "protocol error");
+                return (ran, true);
+            }
+        }
+    }
+}
+
+/// Writes everything buffered, within the write timeout. `false`: the client is gone or stuck.
+async fn flush(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    output: &mut BytesMut,
+    shared: &Shared,
+) -> bool {
+    if output.is_empty() {
+        return true;
+    }
+    let written = tokio::time::timeout(shared.config.write_timeout, writer.write_all(output)).await;
+    output.clear();
+    matches!(written, Ok(Ok(())))
+}
+
+/// The next tap message, or never when the connection has not subscribed.
+async fn next_tap_message(
+    tap: &mut Option<broadcast::Receiver<TapMessage>>,
+) -> Result<TapMessage, RecvError> {
+    match tap {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
