@@ -14,7 +14,7 @@ use valkey_coordinator::addr::Addr;
 use valkey_coordinator::registry::{NameState, Registry, TapMessage};
 use valkey_coordinator::upstream::{self, UpstreamConfig};
 use valkey_coordinator::verdict::{NoQuorumReason, SentinelId, SentinelView, Verdict};
-use valkey_lab::{EventLog, Lab, LabSpec, PodId, StartRole, ValkeyVersion};
+use valkey_lab::{EventLog, Lab, LabSpec, PodId, ReceivedEvent, StartRole, ValkeyVersion};
 
 /// Budget for any single wait; scenarios finish far sooner.
 const WAIT: Duration = Duration::from_secs(20);
@@ -292,30 +292,41 @@ async fn kill_master(
 ) -> ObservedFailover {
     let old = lab.data_addr(old_index);
     coordinator.wait_agreed(old, 3).await;
+    // Only what happens after the kill counts: earlier failovers may have had the same pair.
+    let mut stream = events.subscribe();
+    let killed_at = Instant::now();
     lab.kill(PodId::Data(old_index));
 
     let name = lab.master_name().to_owned();
-    let switched = events
-        .wait_majority(
-            Channel::SwitchMaster,
-            |p| {
-                matches!(p, Payload::SwitchMaster { name: n, old_ip, old_port, .. }
-                    if *n == name && old_ip.parse() == Ok(old.ip()) && *old_port == old.port())
-            },
-            WAIT,
-        )
-        .await
-        .expect("a majority of sentinels switch master");
+    let majority = lab.majority();
+    let switched = tokio::time::timeout(WAIT, async {
+        let mut per_sentinel: Vec<ReceivedEvent> = Vec::new();
+        while per_sentinel.len() < majority {
+            let event = stream.recv().await.expect("event log running");
+            let from_old = matches!(&event.event.payload, Payload::SwitchMaster { name: n, old_ip, old_port, .. }
+                if *n == name && old_ip.parse() == Ok(old.ip()) && *old_port == old.port());
+            if from_old && !per_sentinel.iter().any(|e| e.sentinel == event.sentinel) {
+                per_sentinel.push(event);
+            }
+        }
+        per_sentinel
+    })
+    .await
+    .expect("a majority of sentinels switch master");
     let Payload::SwitchMaster {
         new_ip, new_port, ..
     } = &switched[0].event.payload
     else {
         unreachable!("matched above")
     };
+    assert!(
+        switched.iter().all(|e| e.event == switched[0].event),
+        "sentinels switched to different masters: {switched:?}"
+    );
     let new: SocketAddr = format!("{new_ip}:{new_port}").parse().expect("new master");
     let mut arrivals: Vec<Instant> = switched.iter().map(|e| e.at).collect();
     arrivals.sort();
-    let majority_at = arrivals[lab.majority() - 1];
+    let majority_at = arrivals[majority - 1];
 
     let new_addr = addr(new);
     let (seen_at, _) = coordinator
@@ -329,7 +340,9 @@ async fn kill_master(
         .lock()
         .expect("recorder")
         .iter()
-        .find(|(_, s)| s.verdict.agreement().is_some_and(|a| a.master == new_addr))
+        .find(|(at, s)| {
+            *at >= killed_at && s.verdict.agreement().is_some_and(|a| a.master == new_addr)
+        })
         .map(|(at, _)| *at)
         .unwrap_or(seen_at);
     let lag_ms = if first_named >= majority_at {
@@ -524,4 +537,125 @@ async fn measure_switch_lag_over_many_failovers() {
     );
     coordinator.stop().await;
     events.stop().await;
+}
+
+/// A "sentinel" that confirms subscriptions like a real one and answers every poll with `lie`.
+async fn lying_sentinel(lie: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind on loopback");
+    let local = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = socket.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let request = &buffer[..n];
+                    let reply = if request.windows(9).any(|w| w == b"SUBSCRIBE") {
+                        let mut confirmations = Vec::new();
+                        for (i, channel) in Channel::published().enumerate() {
+                            confirmations.extend_from_slice(
+                                format!(
+                                    "*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:{}\r\n",
+                                    channel.len(),
+                                    i + 1
+                                )
+                                .as_bytes(),
+                            );
+                        }
+                        confirmations
+                    } else {
+                        lie.to_vec()
+                    };
+                    if socket.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    local
+}
+
+/// A sentinel that answers with a malformed frame, an oversized bulk or nesting past the limit
+/// only loses its own vote: its link is dropped with the reason, and the two honest sentinels
+/// still make the agreement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_sentinel_loses_its_vote_and_nothing_else() {
+    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+        .start()
+        .await
+        .expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    let deep: &'static [u8] = "*1\r\n".repeat(64).leak().as_bytes();
+    let lies: [(&str, &'static [u8], &str); 3] = [
+        ("malformed", b"?not resp\r\n", "invalid reply type byte"),
+        ("oversized", b"$2000000000\r\n", "bulk"),
+        ("deep", deep, "nested deeper"),
+    ];
+    for (kind, lie, expected_error) in lies {
+        let liar = lying_sentinel(lie).await;
+        let name = lab.master_name().to_owned();
+        let sentinels = vec![
+            addr(lab.sentinel_addr(0)),
+            addr(lab.sentinel_addr(1)),
+            addr(liar),
+        ];
+        let registry = Arc::new(Registry::new(std::slice::from_ref(&name), 3));
+        let tracker = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        upstream::spawn(
+            UpstreamConfig::new(sentinels, vec![name.clone()]),
+            Arc::clone(&registry),
+            &tracker,
+            shutdown.clone(),
+        );
+        let master = addr(lab.data_addr(0));
+        let mut watcher = registry.watch(&name).expect("configured");
+        let agreed = tokio::time::timeout(
+            WAIT,
+            watcher.wait_for(|s| s.verdict.agreement().is_some_and(|a| a.master == master)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{kind}: no agreement without the liar"))
+        .expect("owner alive")
+        .clone();
+        assert_eq!(
+            agreed.verdict.agreement().expect("agreed").votes,
+            2,
+            "{kind}"
+        );
+        let liar_id = SentinelId::new(addr(liar));
+        assert!(
+            matches!(agreed.views.get(&liar_id), Some(SentinelView::Unreachable)),
+            "{kind}: {:?}",
+            agreed.views
+        );
+        // The liar keeps being retried; its last failure names the lie.
+        let liar_error = async {
+            loop {
+                let error = registry
+                    .links()
+                    .into_iter()
+                    .find(|(id, _)| *id == liar_id)
+                    .and_then(|(_, status)| status.last_error);
+                if let Some(error) = error {
+                    return error;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let error = tokio::time::timeout(WAIT, liar_error)
+            .await
+            .unwrap_or_else(|_| panic!("{kind}: the liar's link never failed"));
+        println!("{kind}: {error}");
+        assert!(error.contains(expected_error), "{kind}: {error}");
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 }
