@@ -10,6 +10,10 @@
 //!   `SENTINEL REPLICAS` (pipelined in one write) on every poll period and at once after an
 //!   event, and hands the resulting [`SentinelView`] to the owner.
 //!
+//! An event does not refresh a view's freshness by itself: an event is usually the news that the
+//! view just changed, so stamping the old view fresh would attest what the event contradicts.
+//! The poll it triggers, a round trip later, is what refreshes the view.
+//!
 //! Every poll round has its own deadline, so a sentinel that hangs (SIGSTOP, a full socket
 //! buffer) costs only its own vote: on a timeout, an I/O error, or a reply that breaks the codec's
 //! limits, the link reports the sentinel `Unreachable` for every name, drops both connections, and
@@ -32,8 +36,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::addr::RunId;
-use crate::addr::{Addr, AddrError, PodAliases};
+use crate::addr::{Addr, AddrError, PodAliases, RunId};
 use crate::owner::{self, OwnerConfig, OwnerMessage};
 use crate::registry::Registry;
 use crate::verdict::{
