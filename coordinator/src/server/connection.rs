@@ -88,14 +88,12 @@ pub async fn serve(
                 if session.closing {
                     break Close::Quit;
                 }
-                if ran > 0 {
-                    established = session.identity.is_some();
-                    let allowance = if established {
-                        config.idle_timeout
-                    } else {
-                        config.handshake_timeout
-                    };
-                    deadline = Instant::now() + allowance;
+                // The handshake deadline runs from the connection's start and is not
+                // extended by activity: a client that keeps sending without ever
+                // authenticating is still out at the handshake timeout.
+                if ran > 0 && session.identity.is_some() {
+                    established = true;
+                    deadline = Instant::now() + config.idle_timeout;
                 }
             }
             message = next_tap_message(&mut tap) => {
