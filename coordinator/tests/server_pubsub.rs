@@ -1,0 +1,214 @@
+//! The event tap as clients see it: sentinel's confirmations and message frames, in RESP2
+//! arrays and RESP3 pushes, `PSUBSCRIBE *` included, checked against a real sentinel's capture of
+//! a whole failover.
+
+mod server_support;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use sentinel_protocol::codec::{ReplyCodec, Resp3ReplyCodec};
+use sentinel_protocol::event::PubSubFrame;
+use sentinel_protocol::sentinel::Value;
+use server_support::*;
+use tokio_util::codec::Decoder;
+use valkey_coordinator::registry::{TAP_CAPACITY, TapMessage};
+
+/// Every frame of a captured `PSUBSCRIBE *` stream, as values, with its bytes.
+fn captured_stream(name: &str) -> Vec<(Value, Vec<u8>)> {
+    let raw = fixture(name);
+    let mut buffer = BytesMut::from(&raw[..]);
+    let mut frames = Vec::new();
+    loop {
+        let before = buffer.len();
+        let value = if name.starts_with("resp3-") {
+            Resp3ReplyCodec::new()
+                .decode(&mut buffer)
+                .expect("decodes")
+                .map(|frame| Value::from(&frame))
+        } else {
+            ReplyCodec::new()
+                .decode(&mut buffer)
+                .expect("decodes")
+                .map(|frame| Value::from(&frame))
+        };
+        let Some(value) = value else { break };
+        let start = raw.len() - before;
+        let end = raw.len() - buffer.len();
+        frames.push((value, raw[start..end].to_vec()));
+    }
+    frames
+}
+
+#[tokio::test]
+async fn a_whole_failover_reaches_psubscribe_star_exactly_as_a_sentinel_sends_it() {
+    let server = TestServer::start(|_| {}).await;
+    for protocol in [2u8, 3] {
+        let frames = captured_stream(&format!("resp{protocol}-failover-events-s1"));
+        let mut client = server.client().await;
+        if protocol == 3 {
+            client.hello3().await;
+        }
+        let (_, confirmation) = &frames[0];
+        assert_eq!(
+            text(&client.call(&["PSUBSCRIBE", "*"]).await),
+            text(confirmation),
+            "RESP{protocol} psubscribe confirmation"
+        );
+        let mut sent = 0;
+        for (value, bytes) in &frames[1..] {
+            let PubSubFrame::Message {
+                channel, payload, ..
+            } = PubSubFrame::from_value(value).expect("a pub/sub frame")
+            else {
+                panic!("only messages follow the confirmation");
+            };
+            server.registry.send_tap(TapMessage { channel, payload });
+            assert_eq!(
+                text(&client.read_reply().await),
+                text(bytes),
+                "RESP{protocol} message {sent}"
+            );
+            sent += 1;
+        }
+        assert!(
+            sent >= 10,
+            "the capture holds a whole failover ({sent} events)"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn channel_subscribers_get_only_their_channels_and_patterns_match_globs() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.client().await;
+    assert_eq!(
+        client.call(&["SUBSCRIBE", "+switch-master"]).await,
+        b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+    );
+    assert_eq!(
+        client.call(&["PSUBSCRIBE", "+*down"]).await,
+        b"*3\r\n$10\r\npsubscribe\r\n$6\r\n+*down\r\n:2\r\n"
+    );
+    let send = |channel: &str, payload: &str| {
+        server.registry.send_tap(TapMessage {
+            channel: b(channel),
+            payload: b(payload),
+        })
+    };
+    send("+failover-end", "master mymaster 127.0.0.1 6379");
+    send("+odown", "master mymaster 127.0.0.1 6379 #quorum 2/2");
+    send("+switch-master", "mymaster 127.0.0.1 6379 127.0.0.1 6380");
+    assert_eq!(
+        text(&client.read_reply().await),
+        "*4\r\n$8\r\npmessage\r\n$6\r\n+*down\r\n$6\r\n+odown\r\n$42\r\nmaster mymaster 127.0.0.1 6379 #quorum 2/2\r\n"
+    );
+    assert_eq!(
+        text(&client.read_reply().await),
+        "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.1 6379 127.0.0.1 6380\r\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resp2_subscribed_mode_refuses_other_commands_with_valkeys_words() {
+    let server = TestServer::start(|_| {}).await;
+    server.publish_fixture_agreement();
+    let mut client = server.client().await;
+    client.call(&["SUBSCRIBE", "+switch-master"]).await;
+    assert_eq!(
+        client.call_text(&["SENTINEL", "MASTERS"]).await,
+        "-ERR Can't execute 'sentinel|masters': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"
+    );
+    assert_eq!(
+        client.call(&["PING"]).await,
+        b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    );
+    assert_eq!(
+        client.call(&["PING", "hi"]).await,
+        b"*2\r\n$4\r\npong\r\n$2\r\nhi\r\n"
+    );
+    // Leaving every subscription ends subscribed mode.
+    assert_eq!(
+        client.call(&["UNSUBSCRIBE"]).await,
+        b"*3\r\n$11\r\nunsubscribe\r\n$14\r\n+switch-master\r\n:0\r\n"
+    );
+    assert_eq!(
+        client.call(&["PUNSUBSCRIBE"]).await,
+        b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n"
+    );
+    assert_eq!(client.call(&["PING"]).await, b"+PONG\r\n");
+    assert_eq!(
+        client
+            .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+            .await,
+        fixture("resp2-get-master-addr")
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resp3_subscribers_get_pushes_and_may_still_run_commands() {
+    let server = TestServer::start(|_| {}).await;
+    server.publish_fixture_agreement();
+    let mut client = server.client().await;
+    client.hello3().await;
+    assert_eq!(
+        client
+            .call(&["SUBSCRIBE", "+switch-master", "+sdown"])
+            .await,
+        b">3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+    );
+    assert_eq!(
+        client.read_reply().await,
+        b">3\r\n$9\r\nsubscribe\r\n$6\r\n+sdown\r\n:2\r\n"
+    );
+    assert_eq!(
+        client
+            .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+            .await,
+        fixture("resp3-get-master-addr")
+    );
+    assert_eq!(client.call(&["PING"]).await, b"+PONG\r\n");
+    server.registry.send_tap(TapMessage {
+        channel: b("+sdown"),
+        payload: b("slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379"),
+    });
+    assert_eq!(
+        text(&client.read_reply().await),
+        ">3\r\n$7\r\nmessage\r\n$6\r\n+sdown\r\n$61\r\nslave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379\r\n"
+    );
+    assert_eq!(
+        client.call(&["UNSUBSCRIBE", "+sdown", "+nothing"]).await,
+        b">3\r\n$11\r\nunsubscribe\r\n$6\r\n+sdown\r\n:1\r\n"
+    );
+    assert_eq!(
+        client.read_reply().await,
+        b">3\r\n$11\r\nunsubscribe\r\n$8\r\n+nothing\r\n:1\r\n"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_falls_behind_is_disconnected_not_silently_skipped() {
+    let server = TestServer::start(|_| {}).await;
+    let mut laggard = server.client().await;
+    laggard.call(&["PSUBSCRIBE", "*"]).await;
+    let mut bystander = server.client().await;
+    // On this single-threaded test runtime nothing else runs while the burst is sent, so the
+    // laggard's receiver overflows before its connection task can drain it.
+    for i in 0..(TAP_CAPACITY + 10) {
+        server.registry.send_tap(TapMessage {
+            channel: Bytes::from_static(b"+sdown"),
+            payload: Bytes::from(format!("event {i}")),
+        });
+    }
+    let received = laggard.read_until_closed(Duration::from_secs(5)).await;
+    assert!(
+        !text(&received).contains("event 0\r\n"),
+        "no message of the lost stretch may be delivered"
+    );
+    assert_eq!(bystander.call(&["PING"]).await, b"+PONG\r\n");
+    server.stop().await;
+}
