@@ -36,7 +36,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use auth::{Permissions, Secret, User, Users};
+pub use auth::{Password, Permissions, User, Users};
 
 use crate::addr::Addr;
 use crate::registry::Registry;

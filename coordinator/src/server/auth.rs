@@ -10,11 +10,11 @@ use std::fmt;
 
 use sentinel_protocol::command::Command;
 
-/// A password. `Debug` and `Display` never show it.
+/// A password. `Debug` never shows it, and there is no `Display`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+pub struct Password(Vec<u8>);
 
-impl Secret {
+impl Password {
     /// Wraps a password.
     pub fn new(password: impl Into<Vec<u8>>) -> Self {
         Self(password.into())
@@ -34,9 +34,9 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        f.write_str("Password(<redacted>)")
     }
 }
 
@@ -60,11 +60,38 @@ impl Permissions {
     }
 }
 
+impl Permissions {
+    /// The preset's name as configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permissions::SentinelClient => "sentinel-client",
+            Permissions::Admin => "admin",
+        }
+    }
+}
+
+/// A permission preset name that is neither `sentinel-client` nor `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown permission preset {0:?}: expected sentinel-client or admin")]
+pub struct UnknownPermissions(pub String);
+
+impl std::str::FromStr for Permissions {
+    type Err = UnknownPermissions;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "sentinel-client" => Ok(Permissions::SentinelClient),
+            "admin" => Ok(Permissions::Admin),
+            _ => Err(UnknownPermissions(name.to_owned())),
+        }
+    }
+}
+
 /// One named user.
 #[derive(Debug, Clone)]
 pub struct User {
     pub name: String,
-    pub password: Secret,
+    pub password: Password,
     pub permissions: Permissions,
 }
 
@@ -73,7 +100,7 @@ pub struct User {
 #[derive(Debug, Clone, Default)]
 pub struct Users {
     /// The default user's password (`requirepass`); the default user has [`Permissions::Admin`].
-    pub requirepass: Option<Secret>,
+    pub requirepass: Option<Password>,
     /// Named users.
     pub users: Vec<User>,
 }
@@ -105,7 +132,7 @@ impl Users {
     /// Users with only a `requirepass`.
     pub fn with_requirepass(password: impl Into<Vec<u8>>) -> Self {
         Self {
-            requirepass: Some(Secret::new(password)),
+            requirepass: Some(Password::new(password)),
             users: Vec::new(),
         }
     }
@@ -119,7 +146,7 @@ impl Users {
     ) -> Self {
         self.users.push(User {
             name: name.into(),
-            password: Secret::new(password),
+            password: Password::new(password),
             permissions,
         });
         self
@@ -185,14 +212,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn presets_parse_from_their_configuration_names() {
+        for preset in [Permissions::SentinelClient, Permissions::Admin] {
+            assert_eq!(preset.as_str().parse(), Ok(preset));
+        }
+        assert!("root".parse::<Permissions>().is_err());
+    }
+
+    #[test]
     fn passwords_match_only_exactly() {
-        let secret = Secret::new("hunter2");
+        let secret = Password::new("hunter2");
         assert!(secret.matches(b"hunter2"));
         assert!(!secret.matches(b"hunter"));
         assert!(!secret.matches(b"hunter22"));
         assert!(!secret.matches(b"Hunter2"));
         assert!(!secret.matches(b""));
-        assert!(Secret::new("").matches(b""));
+        assert!(Password::new("").matches(b""));
     }
 
     #[test]
