@@ -703,4 +703,29 @@ mod tests {
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         assert!(shown.contains("coordinator"), "{shown}");
     }
+
+    #[test]
+    fn events_go_to_their_names_owner_and_the_rest_to_the_first_owner_only() {
+        let (first, mut first_rx) = mpsc::channel(8);
+        let (second, mut second_rx) = mpsc::channel(8);
+        let owners = Owners(vec![("alpha".into(), first), ("beta".into(), second)]);
+        let route = |channel: &str, payload: &str| {
+            let event = SentinelEvent::parse(channel.as_bytes(), payload.as_bytes());
+            let owner = owners.for_event(&event).expect("an owner");
+            owner
+                .try_send(OwnerMessage::Event {
+                    sentinel: SentinelId::new("10.9.0.1:26379".parse().expect("addr")),
+                    event,
+                })
+                .expect("room");
+        };
+        route("+sdown", "master beta 10.0.0.2 6379");
+        route("+new-epoch", "7");
+        route("+sdown", "master gamma 10.0.0.3 6379");
+        assert_eq!(second_rx.try_recv().map(|_| ()), Ok(()));
+        assert!(second_rx.try_recv().is_err());
+        assert_eq!(first_rx.try_recv().map(|_| ()), Ok(()));
+        assert_eq!(first_rx.try_recv().map(|_| ()), Ok(()));
+        assert!(first_rx.try_recv().is_err());
+    }
 }

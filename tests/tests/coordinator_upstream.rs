@@ -373,12 +373,8 @@ fn signed_ms(later: Instant, earlier: Instant) -> f64 {
 /// Scenario (c): the master is killed; the verdict goes from the old master to the new one with
 /// nothing in between but spells without quorum, never back, and tap subscribers get exactly one
 /// `+switch-master` with the two addresses, plus the sentinels' raw events.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_master_moves_the_verdict_once_and_the_tap_announces_it_once() {
-    let mut lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .start()
-        .await
-        .expect("lab starts");
+async fn killed_master_moves_the_verdict_once(version: ValkeyVersion) {
+    let mut lab = LabSpec::new(version).start().await.expect("lab starts");
     lab.wait_formed(WAIT).await.expect("group forms");
     let events = EventLog::start(&lab).await.expect("subscribe to sentinels");
     let coordinator = Coordinator::start(&lab);
@@ -432,6 +428,21 @@ async fn a_killed_master_moves_the_verdict_once_and_the_tap_announces_it_once() 
     );
     coordinator.stop().await;
     events.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_moves_the_verdict_once_and_the_tap_announces_it_once_on_valkey_8_0_1() {
+    killed_master_moves_the_verdict_once(ValkeyVersion::V8_0_1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_moves_the_verdict_once_and_the_tap_announces_it_once_on_valkey_8_1_8() {
+    killed_master_moves_the_verdict_once(ValkeyVersion::V8_1_8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_moves_the_verdict_once_and_the_tap_announces_it_once_on_valkey_9_1_2() {
+    killed_master_moves_the_verdict_once(ValkeyVersion::V9_1_2).await;
 }
 
 /// Scenario (d): after a failover, one sentinel is re-registered by hand on the old master, so
