@@ -1,0 +1,350 @@
+//! Prometheus metrics over a minimal HTTP/1.1 responder: `GET /metrics` answers the text
+//! exposition format, anything else a 404 (405 for other methods), one request per connection.
+//!
+//! Everything is read from the registry at scrape time, so nothing on a client's path does any
+//! work for metrics beyond the atomic counters the registry already keeps. A full HTTP stack
+//! would be the bigger attack surface for one fixed endpoint.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::{LATENCY_BUCKETS_SECONDS, Registry};
+use crate::verdict::Verdict;
+
+/// The most a request head may be; scrapers send a few hundred bytes.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+/// How long a scraper has to send its request and read the answer.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The content type of the Prometheus text format.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves scrapes until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
+    let connections = TaskTracker::new();
+    tracing::info!(listen = ?listener.local_addr().ok(), "serving metrics");
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let registry = Arc::clone(&registry);
+                connections.spawn(async move {
+                    let _ = tokio::time::timeout(REQUEST_TIMEOUT, answer(stream, &registry)).await;
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "metrics accept failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buffer = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_REQUEST_HEAD {
+            return respond(&mut stream, "431 Request Header Fields Too Large", "").await;
+        }
+        let read = stream.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buffer[..read]);
+    }
+    let request_line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut parts = request_line.split(|b| *b == b' ');
+    let (method, target) = (parts.next().unwrap_or_default(), parts.next());
+    let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
+    match (method, path) {
+        (b"GET", Some(b"/metrics")) => respond(&mut stream, "200 OK", &render(registry)).await,
+        (b"GET", _) => respond(&mut stream, "404 Not Found", "not found\n").await,
+        _ => respond(&mut stream, "405 Method Not Allowed", "").await,
+    }
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The whole exposition, in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::with_capacity(4096);
+    let stats = registry.stats();
+
+    family(
+        &mut out,
+        "valkey_coordinator_verdict_agreed",
+        "gauge",
+        "1 when a majority of the configured sentinels agree on a master for the name, 0 otherwise.",
+    );
+    let states: Vec<_> = registry
+        .names()
+        .iter()
+        .filter_map(|name| registry.get(name))
+        .collect();
+    for state in &states {
+        let agreed = u8::from(state.verdict.agreement().is_some());
+        sample(
+            &mut out,
+            "valkey_coordinator_verdict_agreed",
+            &[("name", &state.name)],
+            agreed,
+        );
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_verdict_master",
+        "gauge",
+        "The agreed master of the name, as a label; absent without agreement.",
+    );
+    for state in &states {
+        if let Some(agreement) = state.verdict.agreement() {
+            let master = agreement.master.to_string();
+            sample(
+                &mut out,
+                "valkey_coordinator_verdict_master",
+                &[("name", &state.name), ("master", &master)],
+                1,
+            );
+        }
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_verdict_config_epoch",
+        "gauge",
+        "The config epoch of the agreed master.",
+    );
+    for state in &states {
+        if let Some(agreement) = state.verdict.agreement() {
+            sample(
+                &mut out,
+                "valkey_coordinator_verdict_config_epoch",
+                &[("name", &state.name)],
+                agreement.config_epoch,
+            );
+        }
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_verdict_votes",
+        "gauge",
+        "How many sentinels name the agreed master (0 without agreement).",
+    );
+    for state in &states {
+        let votes = match &state.verdict {
+            Verdict::Agreed(agreement) => agreement.votes,
+            Verdict::NoQuorum(_) => 0,
+        };
+        sample(
+            &mut out,
+            "valkey_coordinator_verdict_votes",
+            &[("name", &state.name)],
+            votes,
+        );
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_verdict_changes_total",
+        "counter",
+        "Verdict changes of the name since start.",
+    );
+    for state in &states {
+        sample(
+            &mut out,
+            "valkey_coordinator_verdict_changes_total",
+            &[("name", &state.name)],
+            state.changes,
+        );
+    }
+
+    family(
+        &mut out,
+        "valkey_coordinator_configured_sentinels",
+        "gauge",
+        "The configured sentinel count; majorities are of this.",
+    );
+    sample(
+        &mut out,
+        "valkey_coordinator_configured_sentinels",
+        &[],
+        registry.configured_sentinels(),
+    );
+    let links = registry.links();
+    family(
+        &mut out,
+        "valkey_coordinator_sentinel_up",
+        "gauge",
+        "1 while the link to the sentinel is connected.",
+    );
+    for (sentinel, link) in &links {
+        let sentinel = sentinel.to_string();
+        sample(
+            &mut out,
+            "valkey_coordinator_sentinel_up",
+            &[("sentinel", &sentinel)],
+            u8::from(link.connected),
+        );
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_sentinel_reconnects_total",
+        "counter",
+        "Reconnections to the sentinel since start.",
+    );
+    for (sentinel, link) in &links {
+        let sentinel = sentinel.to_string();
+        sample(
+            &mut out,
+            "valkey_coordinator_sentinel_reconnects_total",
+            &[("sentinel", &sentinel)],
+            link.reconnects,
+        );
+    }
+
+    family(
+        &mut out,
+        "valkey_coordinator_clients_connected",
+        "gauge",
+        "Clients connected now.",
+    );
+    sample(
+        &mut out,
+        "valkey_coordinator_clients_connected",
+        &[],
+        stats.clients_connected.load(Ordering::Relaxed),
+    );
+    family(
+        &mut out,
+        "valkey_coordinator_clients_accepted_total",
+        "counter",
+        "Clients accepted since start.",
+    );
+    sample(
+        &mut out,
+        "valkey_coordinator_clients_accepted_total",
+        &[],
+        stats.clients_accepted.load(Ordering::Relaxed),
+    );
+    family(
+        &mut out,
+        "valkey_coordinator_clients_refused_total",
+        "counter",
+        "Clients refused at the client limit since start.",
+    );
+    sample(
+        &mut out,
+        "valkey_coordinator_clients_refused_total",
+        &[],
+        stats.clients_refused.load(Ordering::Relaxed),
+    );
+    family(
+        &mut out,
+        "valkey_coordinator_tap_messages_total",
+        "counter",
+        "Messages published to event subscribers since start.",
+    );
+    sample(
+        &mut out,
+        "valkey_coordinator_tap_messages_total",
+        &[],
+        stats.tap_messages.load(Ordering::Relaxed),
+    );
+
+    family(
+        &mut out,
+        "valkey_coordinator_commands_total",
+        "counter",
+        "Commands served, by command.",
+    );
+    let mut commands: Vec<(&'static str, u64)> = stats
+        .commands
+        .iter()
+        .map(|entry| (*entry.key(), entry.value().load(Ordering::Relaxed)))
+        .collect();
+    commands.sort_unstable();
+    for (command, count) in commands {
+        sample(
+            &mut out,
+            "valkey_coordinator_commands_total",
+            &[("command", command)],
+            count,
+        );
+    }
+
+    let name = "valkey_coordinator_command_duration_seconds";
+    family(
+        &mut out,
+        name,
+        "histogram",
+        "Time from a request's decode to its reply's encode.",
+    );
+    let (counts, sum) = stats.command_latency.snapshot();
+    let mut cumulative = 0u64;
+    for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(&counts) {
+        cumulative += count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts
+        .get(LATENCY_BUCKETS_SECONDS.len())
+        .copied()
+        .unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (key, value)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(out, "{key}=\"");
+            escape_label(out, value);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// Label values escape backslash, double quote and newline; a master name is operator input.
+fn escape_label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
