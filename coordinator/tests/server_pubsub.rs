@@ -122,6 +122,13 @@ async fn resp2_subscribed_mode_refuses_other_commands_with_valkeys_words() {
         "-ERR Can't execute 'sentinel|masters': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n"
     );
     assert_eq!(
+        client
+            .call_text(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"])
+            .await,
+        "-ERR Can't execute 'sentinel|get-master-addr-by-name': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context\r\n",
+        "the hot path keeps the subscribed-context rule"
+    );
+    assert_eq!(
         client.call(&["PING"]).await,
         b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
     );

@@ -50,7 +50,9 @@ pub async fn serve(
     let mut session = Session::new(id, peer, config.users.initial_identity());
     let (mut reader, mut writer) = stream.into_split();
     let mut input = BytesMut::with_capacity(4096);
-    let mut output = BytesMut::with_capacity(4096);
+    // Grown by the first reply and kept (cleared, not freed) after each write, so an idle
+    // client costs only its read buffer.
+    let mut output = BytesMut::new();
     let mut tap: Option<broadcast::Receiver<TapMessage>> = None;
     // Until the first command has run and the client is authenticated, the short handshake
     // timeout applies; afterwards the idle timeout (which subscribers are exempt from).

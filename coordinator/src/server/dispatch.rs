@@ -67,6 +67,13 @@ pub fn execute(
     codec: &mut RequestCodec,
     out: &mut BytesMut,
 ) -> &'static str {
+    if is_master_addr_lookup(args)
+        && session.identity.is_some()
+        && !(session.protocol == Protocol::Resp2 && session.subscriptions.is_active())
+    {
+        get_master_addr_by_name(&args[2], session.protocol, shared, out);
+        return "sentinel|get-master-addr-by-name";
+    }
     // `COORDINATOR VERDICT <name> JSON` / `COORDINATOR STATUS JSON`: the protocol crate's
     // grammar has no JSON flag, so it is taken off here and the rest parsed as usual.
     let (args, json) = strip_json_flag(args);
@@ -84,6 +91,17 @@ pub fn execute(
         encode(reply, session.protocol, out);
     }
     name
+}
+
+/// `SENTINEL GET-MASTER-ADDR-BY-NAME <name>` (or its `PRIMARY` spelling), recognised without
+/// the general parser, which upper-cases into fresh buffers: this is the command clients repeat
+/// on every reconnect, and the one the bench compares with a real sentinel. Every permission
+/// preset allows it, so only authentication and the RESP2 subscribed context are checked.
+fn is_master_addr_lookup(args: &[Bytes]) -> bool {
+    args.len() == 3
+        && args[0].eq_ignore_ascii_case(b"SENTINEL")
+        && (args[1].eq_ignore_ascii_case(b"GET-MASTER-ADDR-BY-NAME")
+            || args[1].eq_ignore_ascii_case(b"GET-PRIMARY-ADDR-BY-NAME"))
 }
 
 fn encode(reply: Reply, protocol: Protocol, out: &mut BytesMut) {
