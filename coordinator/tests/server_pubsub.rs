@@ -178,6 +178,8 @@ async fn resp3_subscribers_get_pushes_and_may_still_run_commands() {
         fixture("resp3-get-master-addr")
     );
     assert_eq!(client.call(&["PING"]).await, b"+PONG\r\n");
+    let info = client.call_text(&["CLIENT", "INFO"]).await;
+    assert!(info.contains(" sub=2 psub=0 resp=3 "), "{info}");
     server.registry.send_tap(TapMessage {
         channel: b("+sdown"),
         payload: b("slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379"),

@@ -64,8 +64,34 @@ pub async fn serve(
         let idle_exempt =
             established && (session.subscriptions.is_active() || config.idle_timeout.is_zero());
         tokio::select! {
+            // Tap messages before reads: a subscriber that also sends commands (RESP3 allows
+            // it) must not starve its own deliveries into a lag disconnect.
             biased;
             _ = shutdown.cancelled() => break Close::Shutdown,
+            message = next_tap_message(&mut tap) => {
+                match message {
+                    Ok(message) => {
+                        let mut frames = Vec::new();
+                        session.subscriptions.deliver(&message, &mut frames);
+                        for frame in frames {
+                            let _ = frame.encode(session.protocol, &mut output);
+                        }
+                        if !flush(&mut writer, &mut output, shared).await {
+                            break Close::WriteFailed;
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            client = id, %peer, missed,
+                            "subscriber fell behind the event tap; disconnecting it rather than \
+                             letting it miss events silently"
+                        );
+                        break Close::SubscriberLagged;
+                    }
+                    // The registry is gone: the service is stopping.
+                    Err(RecvError::Closed) => break Close::Shutdown,
+                }
+            }
             read = reader.read_buf(&mut input) => {
                 match read {
                     Ok(0) => break Close::PeerClosed,
@@ -96,30 +122,6 @@ pub async fn serve(
                 if ran > 0 && session.identity.is_some() {
                     established = true;
                     deadline = Instant::now() + config.idle_timeout;
-                }
-            }
-            message = next_tap_message(&mut tap) => {
-                match message {
-                    Ok(message) => {
-                        let mut frames = Vec::new();
-                        session.subscriptions.deliver(&message, &mut frames);
-                        for frame in frames {
-                            let _ = frame.encode(session.protocol, &mut output);
-                        }
-                        if !flush(&mut writer, &mut output, shared).await {
-                            break Close::WriteFailed;
-                        }
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            client = id, %peer, missed,
-                            "subscriber fell behind the event tap; disconnecting it rather than \
-                             letting it miss events silently"
-                        );
-                        break Close::SubscriberLagged;
-                    }
-                    // The registry is gone: the service is stopping.
-                    Err(RecvError::Closed) => break Close::Shutdown,
                 }
             }
             _ = tokio::time::sleep_until(deadline), if !idle_exempt => {

@@ -169,7 +169,7 @@ fn respond(
         Command::Client(client) => vec![client_command(client, session)],
         Command::Sentinel(sentinel) => vec![sentinel_command(sentinel, shared)],
         Command::Role => vec![role(shared)],
-        Command::Info(sections) => vec![info(&sections, session, shared)],
+        Command::Info(sections) => vec![info(&sections, shared)],
         Command::Subscribe(channels) => subscribe(Kind::Channel, &channels, session),
         Command::PSubscribe(patterns) => subscribe(Kind::Pattern, &patterns, session),
         Command::Unsubscribe(channels) => unsubscribe(Kind::Channel, &channels, session),
@@ -310,8 +310,8 @@ fn client_command(client: ClientCommand, session: &mut Session) -> Reply {
                 session.id,
                 session.peer,
                 text(&session.name),
-                usize::from(subscriptions.is_active()),
-                usize::from(subscriptions.is_active()),
+                subscriptions.channel_count(),
+                subscriptions.pattern_count(),
                 session.protocol.version(),
                 text(&session.lib_name),
                 text(&session.lib_ver),
@@ -457,7 +457,7 @@ fn role(shared: &Shared) -> Reply {
     Reply::Array(vec![Reply::bulk_static("sentinel"), Reply::Array(names)])
 }
 
-fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> Reply {
+fn info(sections: &[Bytes], shared: &Shared) -> Reply {
     let wants = |section: &str| {
         sections.is_empty()
             || sections.iter().any(|asked| {
@@ -498,7 +498,6 @@ fn info(sections: &[Bytes], session: &Session, shared: &Shared) -> Reply {
     if wants("sentinel") {
         parts.push(records::info_sentinel(&shared.registry));
     }
-    let _ = session;
     Reply::bulk(parts.join("\r\n"))
 }
 

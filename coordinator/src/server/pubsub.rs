@@ -46,6 +46,16 @@ impl Subscriptions {
         self.channels.len() + self.patterns.len()
     }
 
+    /// Channels subscribed to (`CLIENT INFO`'s `sub`).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Patterns subscribed to (`CLIENT INFO`'s `psub`).
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
     /// Whether the connection is in subscribed mode.
     pub fn is_active(&self) -> bool {
         self.count() > 0
