@@ -14,6 +14,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 bash tests/install-valkey.sh >/dev/null
+bash tests/install-clients.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
