@@ -403,3 +403,38 @@ async fn the_small_commands_give_valid_answers() {
     assert_eq!(client.read_until_closed(REPLY_TIMEOUT).await, b"+OK\r\n");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_agreement_without_a_voter_record_still_serves_every_mandatory_field() {
+    let server = TestServer::start(|_| {}).await;
+    let mut state = fixture_agreed_state("mymaster", 2);
+    state.master_record = None;
+    state.replicas.clear();
+    server.registry.publish(state);
+    let mut client = server.client().await;
+    let reply = client.call_text(&["SENTINEL", "MASTER", "mymaster"]).await;
+    let fields: Vec<&str> = reply
+        .split("\r\n")
+        .filter(|l| !l.starts_with('$'))
+        .collect();
+    let value = |key: &str| {
+        let at = fields
+            .iter()
+            .position(|f| *f == key)
+            .unwrap_or_else(|| panic!("{key} in {reply}"));
+        fields[at + 1].to_owned()
+    };
+    assert_eq!(
+        &fields[1..7],
+        ["name", "mymaster", "ip", "127.0.252.1", "port", "6379"]
+    );
+    assert_eq!(value("flags"), "master");
+    assert_eq!(
+        value("quorum"),
+        "2",
+        "a majority of the 3 configured sentinels"
+    );
+    assert_eq!(value("num-other-sentinels"), "1");
+    assert_eq!(value("num-slaves"), "0");
+    server.stop().await;
+}

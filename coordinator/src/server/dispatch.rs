@@ -359,7 +359,9 @@ fn sentinel_command(command: SentinelCommand, shared: &Shared) -> Reply {
         },
         SentinelCommand::Master(name) => match agreed(&name) {
             Some(state) => match state.verdict.agreement() {
-                Some(agreement) => records::master_record(&state, agreement),
+                Some(agreement) => {
+                    records::master_record(&state, agreement, registry.configured_sentinels())
+                }
                 None => Reply::error(NO_SUCH_MASTER),
             },
             None => Reply::error(NO_SUCH_MASTER),
@@ -371,7 +373,11 @@ fn sentinel_command(command: SentinelCommand, shared: &Shared) -> Reply {
                 .filter_map(|name| registry.get(name))
                 .filter_map(|state| {
                     let agreement = state.verdict.agreement()?;
-                    Some(records::master_record(&state, agreement))
+                    Some(records::master_record(
+                        &state,
+                        agreement,
+                        registry.configured_sentinels(),
+                    ))
                 })
                 .collect(),
         ),

@@ -29,13 +29,17 @@ fn record(pairs: Vec<(String, String)>) -> Reply {
 }
 
 /// The record `SENTINEL MASTER <name>` serves for an agreed master.
-pub fn master_record(state: &NameState, agreement: &Agreement) -> Reply {
+pub fn master_record(
+    state: &NameState,
+    agreement: &Agreement,
+    configured_sentinels: usize,
+) -> Reply {
     let mut served = state.master_record.clone().unwrap_or_else(|| {
         // The owner had no record to copy (it publishes one with every agreement; this is the
         // defensive path): the mandatory fields, with sentinel's defaults elsewhere.
         let mut minimal = MasterRecord::default();
         minimal.instance.name = state.name.clone();
-        minimal.quorum = majority_of(state.views.len().max(1)) as u64;
+        minimal.quorum = majority_of(configured_sentinels) as u64;
         minimal.info.role_reported = "master".to_owned();
         minimal
     });
