@@ -391,3 +391,37 @@ async fn shutdown_closes_every_client_and_returns() {
         "the listener is closed"
     );
 }
+
+/// The default timeouts, on tokio's paused clock: a silent client is closed at 10 s, an
+/// established one is left alone until 300 s of silence.
+#[tokio::test(start_paused = true)]
+async fn default_timeouts_hold_on_the_paused_clock() {
+    use valkey_coordinator::server::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+    let server = TestServer::start(|_| {}).await;
+    server.publish_fixture_agreement();
+    let started = tokio::time::Instant::now();
+    let mut silent = server.client().await;
+    let mut established = server.client().await;
+    assert_bystander_served(&mut established).await;
+    silent.read_until_closed(Duration::from_secs(60)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= DEFAULT_HANDSHAKE_TIMEOUT
+            && waited < DEFAULT_HANDSHAKE_TIMEOUT + Duration::from_secs(1),
+        "silent client closed after {waited:?}"
+    );
+    // Just short of the idle timeout the established client is still served...
+    tokio::time::sleep(DEFAULT_IDLE_TIMEOUT - Duration::from_secs(15)).await;
+    assert_bystander_served(&mut established).await;
+    // ...and a full idle timeout after its last command it is closed.
+    let last_command = tokio::time::Instant::now();
+    established
+        .read_until_closed(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(60))
+        .await;
+    let idle = last_command.elapsed();
+    assert!(
+        idle >= DEFAULT_IDLE_TIMEOUT && idle < DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1),
+        "closed after {idle:?} of silence"
+    );
+    server.stop().await;
+}
