@@ -59,7 +59,17 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     let mut buffer = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() > MAX_REQUEST_HEAD {
-            return respond(&mut stream, "431 Request Header Fields Too Large", "").await;
+            respond(&mut stream, "431 Request Header Fields Too Large", "").await?;
+            // Read what the client is still sending before closing: closing a socket with
+            // unread data resets it, and the client would lose the answer.
+            let mut drained = 0;
+            while drained < 16 * MAX_REQUEST_HEAD {
+                match stream.read(&mut buffer).await? {
+                    0 => break,
+                    read => drained += read,
+                }
+            }
+            return Ok(());
         }
         let read = stream.read(&mut buffer).await?;
         if read == 0 {
