@@ -17,5 +17,5 @@ bash tests/install-valkey.sh >/dev/null
 bash tests/install-clients.sh >/dev/null
 
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo nextest run --workspace --all-features --locked --no-fail-fast "$@"

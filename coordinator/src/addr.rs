@@ -155,6 +155,12 @@ fn parse_port(raw: &str) -> Result<u16, AddrError> {
 }
 
 /// Parses `host:port`, `[v6]:port`; a bare IPv6 literal needs the brackets to carry a port.
+impl From<std::net::SocketAddr> for Addr {
+    fn from(socket: std::net::SocketAddr) -> Self {
+        Self::new(Host::Ip(socket.ip()), socket.port())
+    }
+}
+
 impl FromStr for Addr {
     type Err = AddrError;
 

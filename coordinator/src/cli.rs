@@ -1,9 +1,9 @@
 //! The command line: every flag has a `VALKEY_COORDINATOR_<FLAG>` environment twin, so the same
 //! binary is configured by flags on a laptop and by environment in a container.
 //!
-//! Only `serve` exists today; the subcommand layout leaves room for the operational commands
-//! (`startup`, `role-probe`, `member-leave`, `switchover`, `demo`) without breaking scripts that
-//! already call `serve`.
+//! `serve` is the service; `demo` runs it on top of a local lab of real Valkey processes. The
+//! subcommand layout leaves room for the operational commands (`startup`, `role-probe`,
+//! `member-leave`, `switchover`) without breaking scripts that already call `serve`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +48,39 @@ pub struct Cli {
 pub enum Command {
     /// Follow the sentinels and serve the agreed master to sentinel-aware clients.
     Serve(Box<ServeArgs>),
+    /// Run a local 3 data + 3 sentinel Valkey group on loopback with a coordinator on top, and
+    /// print the live verdict and events until Ctrl-C (builds with the `demo` feature only).
+    Demo(DemoArgs),
+}
+
+/// The `demo` flags.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The Valkey build the lab runs (8.0.1, 8.1.8 or 9.1.2), as installed by
+    /// tests/install-valkey.sh.
+    #[arg(
+        long = "valkey-version",
+        value_name = "VERSION",
+        default_value = "9.1.2",
+        env = "VALKEY_COORDINATOR_DEMO_VALKEY_VERSION"
+    )]
+    pub valkey_version: String,
+
+    /// Where the demo's coordinator listens for sentinel-aware clients.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "VALKEY_COORDINATOR_DEMO_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Ask a sentinel for a failover once the coordinator agrees on a master, to show the switch.
+    #[arg(long, env = "VALKEY_COORDINATOR_DEMO_FAILOVER")]
+    pub failover: bool,
+
+    /// Stop by itself after this many seconds (for scripted runs); runs until Ctrl-C otherwise.
+    #[arg(
+        long = "for",
+        value_name = "SECONDS",
+        env = "VALKEY_COORDINATOR_DEMO_FOR"
+    )]
+    pub run_for: Option<u64>,
 }
 
 /// How log lines are written. The level comes from `VALKEY_COORDINATOR_LOG` (a tracing
@@ -337,8 +370,16 @@ mod tests {
     fn the_help_documents_every_flag_with_its_environment_variable() {
         use clap::CommandFactory;
         let mut command = Cli::command();
-        let serve = command.find_subcommand_mut("serve").expect("serve exists");
-        for arg in serve.get_arguments() {
+        for subcommand in ["serve", "demo"] {
+            let subcommand = command
+                .find_subcommand_mut(subcommand)
+                .unwrap_or_else(|| panic!("{subcommand} exists"));
+            assert_every_flag_has_an_environment_twin(subcommand);
+        }
+    }
+
+    fn assert_every_flag_has_an_environment_twin(command: &clap::Command) {
+        for arg in command.get_arguments() {
             if matches!(arg.get_id().as_str(), "help" | "version") {
                 continue;
             }

@@ -13,6 +13,9 @@ use tracing_subscriber::EnvFilter;
 use valkey_coordinator::cli::{Cli, Command, LogFormat};
 use valkey_coordinator::service;
 
+#[cfg(feature = "demo")]
+mod demo;
+
 /// The variable holding the log filter (tracing env-filter syntax).
 const LOG_ENV: &str = "VALKEY_COORDINATOR_LOG";
 
@@ -53,8 +56,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 service::run(config, shutdown).await?;
                 Ok(())
             }
+            Command::Demo(args) => demo(args).await,
         }
     })
+}
+
+#[cfg(feature = "demo")]
+async fn demo(args: valkey_coordinator::cli::DemoArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    demo::run(args, shutdown).await
+}
+
+#[cfg(not(feature = "demo"))]
+async fn demo(_: valkey_coordinator::cli::DemoArgs) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this build has no demo: build with `cargo build --release -p valkey-coordinator \
+         --features demo` (or run tests/demo.sh)"
+    )
 }
 
 /// Cancels `shutdown` on the first SIGTERM or SIGINT. A second signal exits at once, for an

@@ -20,7 +20,7 @@ mod connection;
 mod dispatch;
 pub mod pubsub;
 mod records;
-mod status;
+pub mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

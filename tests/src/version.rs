@@ -62,6 +62,18 @@ impl ValkeyVersion {
     }
 }
 
+impl std::str::FromStr for ValkeyVersion {
+    type Err = String;
+
+    /// Parses a version as [`ValkeyVersion::as_str`] writes it, so a command line can name one.
+    fn from_str(raw: &str) -> std::result::Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|version| version.as_str() == raw)
+            .ok_or_else(|| format!("unknown Valkey version {raw:?} (8.0.1, 8.1.8 or 9.1.2)"))
+    }
+}
+
 impl fmt::Display for ValkeyVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
