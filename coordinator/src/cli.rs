@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::addr::Addr;
+use crate::heal::{self, HealConfig, plan::ExplicitSettings};
 use crate::secret::{self, Secret, SecretError};
 use crate::server::{self, Permissions, ServerConfig, Users};
 use crate::service::ServiceConfig;
@@ -213,6 +214,72 @@ pub struct ServeArgs {
     /// How long a graceful shutdown may take, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, env = "VALKEY_COORDINATOR_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: u64,
+
+    /// Do not heal sentinels (healing re-registers `SENTINEL MONITOR` on sentinels that lost or
+    /// garbled it, towards the agreed master only).
+    #[arg(long, env = "VALKEY_COORDINATOR_NO_HEAL", help_heading = "Healing")]
+    pub no_heal: bool,
+
+    /// The monitor's quorum; when absent, a registration copies the agreed master's (or a
+    /// majority of --sentinel). When given, every sentinel is kept at it.
+    #[arg(long, value_name = "N", env = "VALKEY_COORDINATOR_QUORUM", help_heading = "Healing")]
+    pub quorum: Option<u64>,
+
+    /// down-after-milliseconds; copied from the agreed master's record when absent, enforced
+    /// on every sentinel when given.
+    #[arg(long, value_name = "MS", env = "VALKEY_COORDINATOR_DOWN_AFTER_MS", help_heading = "Healing")]
+    pub down_after_ms: Option<u64>,
+
+    /// failover-timeout in milliseconds; copied when absent, enforced when given.
+    #[arg(long, value_name = "MS", env = "VALKEY_COORDINATOR_FAILOVER_TIMEOUT_MS", help_heading = "Healing")]
+    pub failover_timeout_ms: Option<u64>,
+
+    /// parallel-syncs; copied when absent, enforced when given.
+    #[arg(long, value_name = "N", env = "VALKEY_COORDINATOR_PARALLEL_SYNCS", help_heading = "Healing")]
+    pub parallel_syncs: Option<u64>,
+
+    /// A data pod, HOST:PORT (repeat): asked for its replication state when every sentinel
+    /// lost its monitor, so the monitors can be rebuilt on the master the pods prove.
+    #[arg(
+        long = "data-pod",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        env = "VALKEY_COORDINATOR_DATA_POD",
+        help_heading = "Healing"
+    )]
+    pub data_pods: Vec<Addr>,
+
+    /// The ACL user sentinels authenticate as to the data pods (`auth-user`).
+    #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_DATA_USER", help_heading = "Healing")]
+    pub data_user: Option<String>,
+
+    /// The password sentinels use for the data pods (`auth-pass`). Prefer
+    /// --data-password-file or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "VALKEY_COORDINATOR_DATA_PASSWORD",
+        hide_env_values = true,
+        help_heading = "Healing"
+    )]
+    pub data_password: Option<String>,
+
+    /// A file holding the data pods' password.
+    #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_DATA_PASSWORD_FILE", help_heading = "Healing")]
+    pub data_password_file: Option<PathBuf>,
+
+    /// Set `resolve-hostnames yes` on a sentinel before registering (data pods by hostname).
+    #[arg(long, env = "VALKEY_COORDINATOR_RESOLVE_HOSTNAMES", help_heading = "Healing")]
+    pub resolve_hostnames: bool,
+
+    /// Set `announce-hostnames yes` on a sentinel before registering.
+    #[arg(long, env = "VALKEY_COORDINATOR_ANNOUNCE_HOSTNAMES", help_heading = "Healing")]
+    pub announce_hostnames: bool,
+
+    /// How long a sentinel may name another master than the agreed one before it is
+    /// re-registered, in milliseconds (the sentinels' own gossip usually fixes it sooner).
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(heal::DEFAULT_GRACE), env = "VALKEY_COORDINATOR_HEAL_GRACE_MS", help_heading = "Healing")]
+    pub heal_grace_ms: u64,
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -264,6 +331,8 @@ pub enum ConfigError {
     InvalidMyId,
     #[error("the sentinel password must be UTF-8")]
     SentinelPasswordNotUtf8,
+    #[error("the data pods' password must be UTF-8")]
+    DataPasswordNotUtf8,
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
 }
@@ -326,6 +395,40 @@ impl ServeArgs {
         upstream.poll_interval = Duration::from_millis(self.poll_interval_ms);
         upstream.query_timeout = Duration::from_millis(self.query_timeout_ms);
 
+        let heal = if self.no_heal {
+            None
+        } else {
+            let data_password = secret::inline_or_file(
+                "--data-password",
+                self.data_password.as_deref(),
+                self.data_password_file.as_deref(),
+            )?;
+            if data_password
+                .as_ref()
+                .is_some_and(|password| password.expose_str().is_none())
+            {
+                return Err(ConfigError::DataPasswordNotUtf8);
+            }
+            if self.quorum == Some(0) {
+                return Err(ConfigError::Zero("quorum"));
+            }
+            Some(HealConfig {
+                explicit: ExplicitSettings {
+                    quorum: self.quorum,
+                    down_after_ms: self.down_after_ms,
+                    failover_timeout_ms: self.failover_timeout_ms,
+                    parallel_syncs: self.parallel_syncs,
+                },
+                data_user: self.data_user,
+                data_password,
+                resolve_hostnames: self.resolve_hostnames,
+                announce_hostnames: self.announce_hostnames,
+                data_pods: self.data_pods,
+                grace: Duration::from_millis(self.heal_grace_ms),
+                ..HealConfig::default()
+            })
+        };
+
         let mut server = ServerConfig::new(my_id);
         server.users = users;
         server.peers = self.peers;
@@ -338,6 +441,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen,
             upstream,
             server,
+            heal,
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
         })
     }

@@ -2,6 +2,7 @@
 
 pub mod addr;
 pub mod cli;
+pub mod heal;
 pub mod metrics;
 pub mod owner;
 pub mod registry;

@@ -280,6 +280,26 @@ pub fn render(registry: &Registry) -> String {
         &[],
         stats.tap_messages.load(Ordering::Relaxed),
     );
+    family(
+        &mut out,
+        "valkey_coordinator_heals_total",
+        "counter",
+        "Sentinel heals since start, by reason (unmonitored, wrong_master, settings, data_plane) and outcome (ok, failed, refused).",
+    );
+    let mut heals: Vec<((&'static str, &'static str), u64)> = stats
+        .heals
+        .iter()
+        .map(|entry| (*entry.key(), entry.value().load(Ordering::Relaxed)))
+        .collect();
+    heals.sort_unstable();
+    for ((reason, outcome), count) in heals {
+        sample(
+            &mut out,
+            "valkey_coordinator_heals_total",
+            &[("reason", reason), ("outcome", outcome)],
+            count,
+        );
+    }
 
     family(
         &mut out,

@@ -236,13 +236,19 @@ impl Owner {
         };
         let verdict = decide(&input, &self.config.aliases);
         let (master_record, replicas) = self.served_records(&verdict);
+        let monitors = crate::heal::monitors_of(
+            self.records
+                .iter()
+                .map(|(sentinel, (record, _))| (sentinel, &**record)),
+        );
 
         let previous = Arc::clone(&self.published);
         let verdict_changed = verdict != previous.verdict;
         let substance_changed = verdict_changed
             || !same_views(&previous.views, &input.views)
             || !same_record(previous.master_record.as_ref(), master_record.as_ref())
-            || !same_replicas(&previous.replicas, &replicas);
+            || !same_replicas(&previous.replicas, &replicas)
+            || previous.monitors != monitors;
         let timestamps_moved = previous.views != input.views;
         let due = now.saturating_duration_since(self.published_at) >= REPUBLISH_INTERVAL;
         let refresh_due = timestamps_moved && due;
@@ -257,6 +263,7 @@ impl Owner {
             views: input.views,
             master_record,
             replicas,
+            monitors,
             generation: previous.generation + 1,
             changes,
             published_at: SystemTime::now(),

@@ -26,6 +26,7 @@ use dashmap::DashMap;
 use sentinel_protocol::sentinel::{MasterRecord, ReplicaRecord};
 use tokio::sync::{broadcast, watch};
 
+use crate::heal::MonitorSettings;
 use crate::verdict::{NoQuorum, NoQuorumReason, SentinelId, SentinelView, Verdict};
 
 /// How many tap messages a slow subscriber may fall behind before it is disconnected.
@@ -46,6 +47,8 @@ pub struct NameState {
     pub master_record: Option<MasterRecord>,
     /// The replicas of the agreed master, as a voter reports them (`SENTINEL REPLICAS`).
     pub replicas: Vec<ReplicaRecord>,
+    /// The monitor settings each monitoring sentinel reports, for the healer's parity checks.
+    pub monitors: BTreeMap<SentinelId, MonitorSettings>,
     /// Increases by one with every publication of this name; 0 is the initial state.
     pub generation: u64,
     /// Increases by one each time the verdict changes (a different master, epoch or quorum).
@@ -73,6 +76,7 @@ impl NameState {
             views: BTreeMap::new(),
             master_record: None,
             replicas: Vec::new(),
+            monitors: BTreeMap::new(),
             generation: 0,
             changes: 0,
             published_at: SystemTime::now(),
@@ -238,9 +242,19 @@ pub struct Stats {
     pub tap_messages: AtomicU64,
     /// Verdict changes, over every name.
     pub verdict_changes: AtomicU64,
+    /// Sentinel heals by (reason, outcome): see [`crate::heal`].
+    pub heals: DashMap<(&'static str, &'static str), AtomicU64>,
 }
 
 impl Stats {
+    /// Counts one heal attempt.
+    pub fn count_heal(&self, reason: &'static str, outcome: &'static str) {
+        self.heals
+            .entry((reason, outcome))
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one command served.
     pub fn count_command(&self, name: &'static str) {
         if let Some(counter) = self.commands.get(name) {

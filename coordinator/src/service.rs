@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::heal::{self, HealConfig, HealContext};
 use crate::metrics;
 use crate::registry::Registry;
 use crate::server::{self, ServerConfig};
@@ -26,6 +27,10 @@ pub struct ServiceConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub upstream: UpstreamConfig,
     pub server: ServerConfig,
+    /// Sentinel healing; `None` turns it off. Off in [`ServiceConfig::new`] so that a library
+    /// user (or a test) never has its sentinels re-registered without asking for it; the
+    /// binary turns it on unless told `--no-heal`.
+    pub heal: Option<HealConfig>,
     /// How long [`RunningService::stop`] waits for tasks before giving up on them.
     pub shutdown_grace: Duration,
 }
@@ -39,6 +44,7 @@ impl ServiceConfig {
             metrics_listen: None,
             upstream: UpstreamConfig::new(sentinels, names),
             server: ServerConfig::new(crate::cli::random_run_id()),
+            heal: None,
             shutdown_grace: Duration::from_millis(crate::cli::DEFAULT_SHUTDOWN_GRACE_MS),
         }
     }
@@ -192,12 +198,37 @@ async fn start_with(
         "coordinator starting"
     );
 
-    upstream::spawn(
+    let heal_context = HealContext {
+        sentinel_credentials: config.upstream.credentials.clone(),
+        freshness: config.upstream.freshness,
+        aliases: config.upstream.aliases.clone(),
+        origin: tokio::time::Instant::now(),
+    };
+    let mut names = config.upstream.names.clone();
+    names.sort();
+    names.dedup();
+    let origin = upstream::spawn(
         config.upstream,
         Arc::clone(&registry),
         &tracker,
         shutdown.clone(),
     );
+    if let Some(heal_config) = config.heal {
+        let heal_config = Arc::new(heal_config);
+        let context = HealContext {
+            origin,
+            ..heal_context
+        };
+        for name in names {
+            tracker.spawn(heal::run(
+                name,
+                Arc::clone(&heal_config),
+                context.clone(),
+                Arc::clone(&registry),
+                shutdown.clone(),
+            ));
+        }
+    }
     {
         let registry = Arc::clone(&registry);
         let shutdown = shutdown.clone();

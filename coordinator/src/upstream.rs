@@ -129,13 +129,14 @@ impl std::fmt::Debug for UpstreamConfig {
 
 /// Spawns one owner task per name and one link task per sentinel on `tracker`. They all stop
 /// when `shutdown` is cancelled. `registry` must have been built for the same names and sentinel
-/// count; names it does not know are not followed.
+/// count; names it does not know are not followed. Returns the origin of the monotonic clock
+/// every view is stamped against, for readers that judge freshness (the healer).
 pub fn spawn(
     config: UpstreamConfig,
     registry: Arc<Registry>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) {
+) -> Instant {
     let origin = Instant::now();
     let sentinels = dedup(config.sentinels.clone());
     let names: Vec<String> = dedup(config.names.clone())
@@ -183,6 +184,7 @@ pub fn spawn(
         };
         tracker.spawn(link.run(shutdown.clone()));
     }
+    origin
 }
 
 fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
