@@ -222,20 +222,40 @@ pub struct ServeArgs {
 
     /// The monitor's quorum; when absent, a registration copies the agreed master's (or a
     /// majority of --sentinel). When given, every sentinel is kept at it.
-    #[arg(long, value_name = "N", env = "VALKEY_COORDINATOR_QUORUM", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "VALKEY_COORDINATOR_QUORUM",
+        help_heading = "Healing"
+    )]
     pub quorum: Option<u64>,
 
     /// down-after-milliseconds; copied from the agreed master's record when absent, enforced
     /// on every sentinel when given.
-    #[arg(long, value_name = "MS", env = "VALKEY_COORDINATOR_DOWN_AFTER_MS", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "VALKEY_COORDINATOR_DOWN_AFTER_MS",
+        help_heading = "Healing"
+    )]
     pub down_after_ms: Option<u64>,
 
     /// failover-timeout in milliseconds; copied when absent, enforced when given.
-    #[arg(long, value_name = "MS", env = "VALKEY_COORDINATOR_FAILOVER_TIMEOUT_MS", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "VALKEY_COORDINATOR_FAILOVER_TIMEOUT_MS",
+        help_heading = "Healing"
+    )]
     pub failover_timeout_ms: Option<u64>,
 
     /// parallel-syncs; copied when absent, enforced when given.
-    #[arg(long, value_name = "N", env = "VALKEY_COORDINATOR_PARALLEL_SYNCS", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "VALKEY_COORDINATOR_PARALLEL_SYNCS",
+        help_heading = "Healing"
+    )]
     pub parallel_syncs: Option<u64>,
 
     /// A data pod, HOST:PORT (repeat): asked for its replication state when every sentinel
@@ -250,7 +270,12 @@ pub struct ServeArgs {
     pub data_pods: Vec<Addr>,
 
     /// The ACL user sentinels authenticate as to the data pods (`auth-user`).
-    #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_DATA_USER", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "VALKEY_COORDINATOR_DATA_USER",
+        help_heading = "Healing"
+    )]
     pub data_user: Option<String>,
 
     /// The password sentinels use for the data pods (`auth-pass`). Prefer
@@ -265,15 +290,28 @@ pub struct ServeArgs {
     pub data_password: Option<String>,
 
     /// A file holding the data pods' password.
-    #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_DATA_PASSWORD_FILE", help_heading = "Healing")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_DATA_PASSWORD_FILE",
+        help_heading = "Healing"
+    )]
     pub data_password_file: Option<PathBuf>,
 
     /// Set `resolve-hostnames yes` on a sentinel before registering (data pods by hostname).
-    #[arg(long, env = "VALKEY_COORDINATOR_RESOLVE_HOSTNAMES", help_heading = "Healing")]
+    #[arg(
+        long,
+        env = "VALKEY_COORDINATOR_RESOLVE_HOSTNAMES",
+        help_heading = "Healing"
+    )]
     pub resolve_hostnames: bool,
 
     /// Set `announce-hostnames yes` on a sentinel before registering.
-    #[arg(long, env = "VALKEY_COORDINATOR_ANNOUNCE_HOSTNAMES", help_heading = "Healing")]
+    #[arg(
+        long,
+        env = "VALKEY_COORDINATOR_ANNOUNCE_HOSTNAMES",
+        help_heading = "Healing"
+    )]
     pub announce_hostnames: bool,
 
     /// How long a sentinel may name another master than the agreed one before it is

@@ -115,7 +115,11 @@ fn a_wiped_sentinel_is_registered_at_once_on_the_master_the_other_two_agree_on()
         reports(M2, 3, 100.0),
         unmonitored(100.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert_eq!(
         heal_targets(&plan),
         vec![(sentinel(2), addr(M2), "unmonitored")]
@@ -130,7 +134,11 @@ fn nothing_is_registered_without_a_majority_agreement() {
         SentinelView::Unreachable,
         unmonitored(100.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 
     // The epoch rule agrees on a lone leader at a higher epoch: not a majority, no heal.
@@ -140,7 +148,11 @@ fn nothing_is_registered_without_a_majority_agreement() {
         unmonitored(100.0),
     ]);
     assert!(world.verdict(100.0).agreement().is_some());
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 }
 
@@ -153,7 +165,11 @@ fn nothing_is_registered_while_a_failover_runs() {
         reports(M2, 3, 100.0),
         unmonitored(100.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 }
 
@@ -166,7 +182,11 @@ fn stale_or_unreachable_views_are_never_acted_on() {
         SentinelView::Unreachable,
         reports(M1, 1, 90.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     // 2 of 5 is no majority: nothing at all.
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 
@@ -177,7 +197,11 @@ fn stale_or_unreachable_views_are_never_acted_on() {
         unmonitored(90.0),
         SentinelView::Unreachable,
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 }
 
@@ -191,7 +215,10 @@ fn a_wrong_master_is_corrected_only_after_the_grace_period() {
     ]);
     let mut planner = Planner::default();
     let config = config(ExplicitSettings::default());
-    assert!(matches!(world.plan(&mut planner, 100.0, &config), Plan::Idle(_)));
+    assert!(matches!(
+        world.plan(&mut planner, 100.0, &config),
+        Plan::Idle(_)
+    ));
 
     // Still wrong 4 s later: within the grace, the sentinels' gossip may fix it yet.
     for view in world.views.values_mut() {
@@ -199,7 +226,10 @@ fn a_wrong_master_is_corrected_only_after_the_grace_period() {
             report.observed_at = at(104.0);
         }
     }
-    assert!(matches!(world.plan(&mut planner, 104.0, &config), Plan::Idle(_)));
+    assert!(matches!(
+        world.plan(&mut planner, 104.0, &config),
+        Plan::Idle(_)
+    ));
 
     for view in world.views.values_mut() {
         if let SentinelView::Reports(report) = view {
@@ -245,7 +275,11 @@ fn a_wrong_master_that_converges_by_gossip_restarts_the_grace() {
             }
         }
         let plan = world.plan(&mut planner, seconds, &config);
-        assert_eq!(matches!(plan, Plan::Heal(_)), heals, "at {seconds}: {plan:?}");
+        assert_eq!(
+            matches!(plan, Plan::Heal(_)),
+            heals,
+            "at {seconds}: {plan:?}"
+        );
     }
 }
 
@@ -258,7 +292,10 @@ fn the_agreed_master_at_a_lower_epoch_is_left_to_gossip() {
     ]);
     let mut planner = Planner::default();
     let config = config(ExplicitSettings::default());
-    assert!(matches!(world.plan(&mut planner, 100.0, &config), Plan::Idle(_)));
+    assert!(matches!(
+        world.plan(&mut planner, 100.0, &config),
+        Plan::Idle(_)
+    ));
     // Long past the grace, still fresh: still nothing to do.
     let mut later = World::new(vec![
         reports(M2, 4, 110.0),
@@ -287,7 +324,11 @@ fn explicit_settings_are_enforced_and_copied_ones_are_not() {
     world.monitors.insert(sentinel(1), settings(20_000));
     world.monitors.insert(sentinel(2), settings(30_000));
 
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 
     let explicit = ExplicitSettings {
@@ -317,10 +358,19 @@ fn a_sentinel_just_acted_on_is_left_alone_for_the_cool_down() {
     ]);
     let mut planner = Planner::default();
     let config = config(ExplicitSettings::default());
-    assert!(matches!(world.plan(&mut planner, 100.0, &config), Plan::Heal(_)));
+    assert!(matches!(
+        world.plan(&mut planner, 100.0, &config),
+        Plan::Heal(_)
+    ));
     planner.acted(&sentinel(2), at(100.0));
-    assert!(matches!(world.plan(&mut planner, 100.5, &config), Plan::Idle(_)));
-    assert!(matches!(world.plan(&mut planner, 101.0, &config), Plan::Heal(_)));
+    assert!(matches!(
+        world.plan(&mut planner, 100.5, &config),
+        Plan::Idle(_)
+    ));
+    assert!(matches!(
+        world.plan(&mut planner, 101.0, &config),
+        Plan::Heal(_)
+    ));
 }
 
 #[test]
@@ -331,7 +381,11 @@ fn lost_monitors_with_a_reachable_majority_ask_the_data_pods() {
         unmonitored(100.0),
         unmonitored(100.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert_eq!(
         plan,
         Plan::ProbeDataPods {
@@ -341,7 +395,11 @@ fn lost_monitors_with_a_reachable_majority_ask_the_data_pods() {
     );
     // All three wiped.
     let world = World::new(vec![unmonitored(100.0); 3]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert_eq!(
         plan,
         Plan::ProbeDataPods {
@@ -355,7 +413,11 @@ fn lost_monitors_with_a_reachable_majority_ask_the_data_pods() {
         SentinelView::Unreachable,
         unmonitored(100.0),
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::ProbeDataPods { .. }), "{plan:?}");
     // Of five, one monitoring and one wiped are a minority: nothing.
     let world = World::new(vec![
@@ -365,7 +427,11 @@ fn lost_monitors_with_a_reachable_majority_ask_the_data_pods() {
         SentinelView::Unreachable,
         SentinelView::Unreachable,
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
     // The monitoring ones disagree: nothing.
     let world = World::new(vec![
@@ -375,7 +441,11 @@ fn lost_monitors_with_a_reachable_majority_ask_the_data_pods() {
         unmonitored(100.0),
         SentinelView::Unreachable,
     ]);
-    let plan = world.plan(&mut Planner::default(), 100.0, &config(ExplicitSettings::default()));
+    let plan = world.plan(
+        &mut Planner::default(),
+        100.0,
+        &config(ExplicitSettings::default()),
+    );
     assert!(matches!(plan, Plan::Idle(_)), "{plan:?}");
 }
 
@@ -404,7 +474,10 @@ fn the_data_pods_prove_the_one_master_with_attached_replicas() {
         (addr(D1), master(&[D0, D2], 500)),
         (addr(D2), replica_of(D1)),
     ];
-    assert_eq!(choose_master(&probes, None, &PodAliases::new()), Ok(addr(D1)));
+    assert_eq!(
+        choose_master(&probes, None, &PodAliases::new()),
+        Ok(addr(D1))
+    );
     assert_eq!(
         choose_master(&probes, Some(&addr(D1)), &PodAliases::new()),
         Ok(addr(D1))
@@ -425,7 +498,10 @@ fn a_master_without_replicas_is_never_chosen_even_when_listed_first() {
         (addr(D1), master(&[D2], 500)),
         (addr(D2), replica_of(D1)),
     ];
-    assert_eq!(choose_master(&probes, None, &PodAliases::new()), Ok(addr(D1)));
+    assert_eq!(
+        choose_master(&probes, None, &PodAliases::new()),
+        Ok(addr(D1))
+    );
 
     let lonely = vec![
         (addr(D0), master(&[], 900)),
@@ -446,7 +522,10 @@ fn two_masters_with_replicas_resolve_by_the_newest_offset_or_not_at_all() {
         (addr(D0), master(&[D2], 400)),
         (addr(D1), master(&["10.0.0.13:6379"], 500)),
     ];
-    assert_eq!(choose_master(&probes, None, &PodAliases::new()), Ok(addr(D1)));
+    assert_eq!(
+        choose_master(&probes, None, &PodAliases::new()),
+        Ok(addr(D1))
+    );
     let tie = vec![
         (addr(D0), master(&[D2], 500)),
         (addr(D1), master(&["10.0.0.13:6379"], 500)),

@@ -86,7 +86,9 @@ pub enum HealReason {
     /// It names another master than the agreed one, since longer than the grace period (H3).
     WrongMaster { reported: Addr, config_epoch: u64 },
     /// It names the agreed master with settings that differ from explicit ones (H4).
-    Settings { differences: Vec<(&'static str, u64)> },
+    Settings {
+        differences: Vec<(&'static str, u64)>,
+    },
     /// Every monitor was lost and the data pods prove the master (H6).
     DataPlane,
 }
@@ -164,9 +166,8 @@ pub struct PlannerConfig {
 impl Planner {
     /// Decides what to do with `snapshot`, remembering what it needs for the next one.
     pub fn plan(&mut self, snapshot: &Snapshot<'_>, config: &PlannerConfig) -> Plan {
-        let fresh = |observed_at: MonotonicTime| {
-            observed_at.age_at(snapshot.now) <= snapshot.freshness
-        };
+        let fresh =
+            |observed_at: MonotonicTime| observed_at.age_at(snapshot.now) <= snapshot.freshness;
         let same = |a: &Addr, b: &Addr| config.aliases.identify(a) == config.aliases.identify(b);
         self.forget_wrong_masters_that_ended(snapshot, &fresh, &same);
         let cooling = |sentinel: &SentinelId| {

@@ -51,7 +51,10 @@ pub enum HealError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{command} refused: {error}")]
-    Refused { command: &'static str, error: String },
+    Refused {
+        command: &'static str,
+        error: String,
+    },
     #[error("read back: {option} is {found}, expected {expected}")]
     Mismatch {
         option: &'static str,
@@ -142,7 +145,10 @@ pub async fn reconfigure(
 fn every_option(spec: &MonitorSpec) -> Vec<(&'static str, String)> {
     let settings = &spec.settings;
     let mut options = vec![
-        ("down-after-milliseconds", settings.down_after_ms.to_string()),
+        (
+            "down-after-milliseconds",
+            settings.down_after_ms.to_string(),
+        ),
         ("failover-timeout", settings.failover_timeout_ms.to_string()),
         ("parallel-syncs", settings.parallel_syncs.to_string()),
         // MONITOR takes the quorum, but a monitor that already existed keeps its own.
@@ -225,7 +231,11 @@ async fn read_back(
             wanted.failover_timeout_ms,
             found.failover_timeout_ms,
         ),
-        ("parallel-syncs", wanted.parallel_syncs, found.parallel_syncs),
+        (
+            "parallel-syncs",
+            wanted.parallel_syncs,
+            found.parallel_syncs,
+        ),
     ] {
         if expected != actual {
             return Err(HealError::Mismatch {
