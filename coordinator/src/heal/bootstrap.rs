@@ -37,6 +37,8 @@ pub enum PodProbe {
 /// Why the data pods prove no master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
+    /// No data pod is configured (`--data-pod`), so there is nothing to ask.
+    NoDataPods,
     /// No reachable master has an attached replica.
     NoMasterWithReplicas { masters: Vec<Addr> },
     /// Several masters with replicas share the newest offset.
@@ -55,6 +57,7 @@ impl fmt::Display for Refusal {
                 .join(", ")
         };
         match self {
+            Refusal::NoDataPods => f.write_str("no data pod is configured (--data-pod)"),
             Refusal::NoMasterWithReplicas { masters } if masters.is_empty() => {
                 f.write_str("no reachable data pod is a master")
             }
@@ -82,6 +85,9 @@ pub fn choose_master(
     named: Option<&Addr>,
     aliases: &PodAliases,
 ) -> Result<Addr, Refusal> {
+    if probes.is_empty() {
+        return Err(Refusal::NoDataPods);
+    }
     let mut masters = Vec::new();
     let mut candidates: Vec<(&Addr, i64)> = Vec::new();
     for (addr, probe) in probes {
