@@ -152,3 +152,45 @@ async fn read_lines(
     }
     Ok(())
 }
+
+/// Every tap message on every channel (`PSUBSCRIBE *`), with its arrival time: what each
+/// subscriber's connection is woken for, whether or not it subscribed to that channel.
+pub struct TapRecorder {
+    seen: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TapRecorder {
+    pub async fn start(addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut client = valkey_lab::Client::connect(addr, None).await?;
+        client.send(&["PSUBSCRIBE", "*"]).await?;
+        client.next().await?.context("closed before confirming")?;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok(Some(frame)) = client.next().await {
+                let at = Instant::now();
+                let text = valkey_lab::replies::render(&frame);
+                record.lock().expect("tap recorder").push((at, text));
+            }
+        });
+        Ok(Self { seen, task })
+    }
+
+    /// The messages that arrived between `from` and `to`.
+    pub fn between(&self, from: Instant, to: Instant) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("tap recorder")
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+}
+
+impl Drop for TapRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
