@@ -50,7 +50,9 @@ pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpSt
 
 /// Subscribers waiting for one `+switch-master`.
 pub struct Subscribers {
-    tasks: JoinSet<anyhow::Result<(Instant, String)>>,
+    /// Each task hands its stream back with its message, so that no connection closes while
+    /// others are still waiting: closing is work for the coordinator too, and would be timed.
+    tasks: JoinSet<anyhow::Result<(Instant, String, TcpStream)>>,
 }
 
 /// Subscribes every stream to `+switch-master` and returns once every subscription is confirmed.
@@ -80,7 +82,7 @@ pub async fn subscribe(streams: Vec<TcpStream>, timeout: Duration) -> anyhow::Re
             if count_lines(&buffer) < MESSAGE_LINES {
                 read_lines(&mut stream, &mut buffer, MESSAGE_LINES).await?;
             }
-            Ok((at, String::from_utf8_lossy(&buffer).into_owned()))
+            Ok((at, String::from_utf8_lossy(&buffer).into_owned(), stream))
         });
     }
     drop(ready_tx);
@@ -103,6 +105,7 @@ pub async fn subscribe(streams: Vec<TcpStream>, timeout: Duration) -> anyhow::Re
 
 impl Subscribers {
     /// Waits for every subscriber's message; returns the arrival times and the distinct messages.
+    /// The connections close only after the last message arrived.
     pub async fn deliveries(
         mut self,
         timeout: Duration,
@@ -110,10 +113,12 @@ impl Subscribers {
         let deadline = Instant::now() + timeout;
         let mut arrivals = Vec::with_capacity(self.tasks.len());
         let mut messages: Vec<String> = Vec::new();
+        let mut streams = Vec::with_capacity(self.tasks.len());
         loop {
             match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
                 Ok(Some(joined)) => {
-                    let (at, message) = joined.context("a subscriber panicked")??;
+                    let (at, message, stream) = joined.context("a subscriber panicked")??;
+                    streams.push(stream);
                     arrivals.push(at);
                     if !messages.contains(&message) {
                         messages.push(message);
