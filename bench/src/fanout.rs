@@ -30,15 +30,19 @@ pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpSt
         let gate = Arc::clone(&gate);
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            stream.write_all(PING).await?;
-            let mut reply = [0u8; 7];
-            stream.read_exact(&mut reply).await?;
-            if &reply != b"+PONG\r\n" {
-                bail!("PING answered {:?}", String::from_utf8_lossy(&reply));
+            // A burst of connects can overflow a listen backlog, which loopback answers with a
+            // reset; a client would retry, and so does this one, a couple of times.
+            let mut attempt = 0;
+            loop {
+                match connect_one(addr).await {
+                    Ok(stream) => return anyhow::Ok(stream),
+                    Err(error) if attempt >= 3 => return Err(error),
+                    Err(_) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
             }
-            anyhow::Ok(stream)
         });
     }
     let mut streams = Vec::with_capacity(count);
@@ -46,6 +50,18 @@ pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpSt
         streams.push(joined.context("a connecting task panicked")??);
     }
     Ok(streams)
+}
+
+async fn connect_one(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(PING).await?;
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).await?;
+    if &reply != b"+PONG\r\n" {
+        bail!("PING answered {:?}", String::from_utf8_lossy(&reply));
+    }
+    Ok(stream)
 }
 
 /// Subscribers waiting for one `+switch-master`.
