@@ -1,0 +1,217 @@
+//! Many clients at once: plain connections (for memory) and then the same connections subscribed
+//! to `+switch-master` (for the tap's fan-out). Each client is a bare socket reading raw bytes, so
+//! that what is timed is the coordinator's delivery, not a client library's parsing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+const SUBSCRIBE: &[u8] = b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n";
+/// Lines in `*3 $9 subscribe $14 +switch-master :1`.
+const CONFIRMATION_LINES: usize = 6;
+/// Lines in `*3 $7 message $14 +switch-master $N <payload>`.
+const MESSAGE_LINES: usize = 7;
+/// Connections opened at once: well under the listen backlog, so none is refused.
+const CONNECTING_AT_ONCE: usize = 200;
+
+/// Opens `count` connections to `addr`, each proven live by one `PING`.
+pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream>> {
+    let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let mut tasks = JoinSet::new();
+    for _ in 0..count {
+        let gate = Arc::clone(&gate);
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await?;
+            // A burst of connects can overflow a listen backlog, which loopback answers with a
+            // reset; a client would retry, and so does this one, a couple of times.
+            let mut attempt = 0;
+            loop {
+                match connect_one(addr).await {
+                    Ok(stream) => return anyhow::Ok(stream),
+                    Err(error) if attempt >= 3 => return Err(error),
+                    Err(_) => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut streams = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        streams.push(joined.context("a connecting task panicked")??);
+    }
+    Ok(streams)
+}
+
+async fn connect_one(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(PING).await?;
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).await?;
+    if &reply != b"+PONG\r\n" {
+        bail!("PING answered {:?}", String::from_utf8_lossy(&reply));
+    }
+    Ok(stream)
+}
+
+/// Subscribers waiting for one `+switch-master`.
+pub struct Subscribers {
+    /// Each task hands its stream back with its message, so that no connection closes while
+    /// others are still waiting: closing is work for the coordinator too, and would be timed.
+    tasks: JoinSet<anyhow::Result<(Instant, String, TcpStream)>>,
+}
+
+/// Subscribes every stream to `+switch-master` and returns once every subscription is confirmed.
+pub async fn subscribe(streams: Vec<TcpStream>, timeout: Duration) -> anyhow::Result<Subscribers> {
+    let count = streams.len();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut tasks = JoinSet::new();
+    for mut stream in streams {
+        let ready = ready_tx.clone();
+        tasks.spawn(async move {
+            stream.write_all(SUBSCRIBE).await?;
+            let mut buffer = Vec::with_capacity(128);
+            read_lines(&mut stream, &mut buffer, CONFIRMATION_LINES).await?;
+            if !buffer.starts_with(b"*3\r\n$9\r\nsubscribe\r\n") {
+                bail!("SUBSCRIBE answered {:?}", String::from_utf8_lossy(&buffer));
+            }
+            let _ = ready.send(());
+            buffer.clear();
+            let mut chunk = [0u8; 256];
+            let n = stream.read(&mut chunk).await?;
+            // The moment the first bytes of the message arrive is the delivery.
+            let at = Instant::now();
+            if n == 0 {
+                bail!("the coordinator closed a subscriber");
+            }
+            buffer.extend_from_slice(&chunk[..n]);
+            if count_lines(&buffer) < MESSAGE_LINES {
+                read_lines(&mut stream, &mut buffer, MESSAGE_LINES).await?;
+            }
+            Ok((at, String::from_utf8_lossy(&buffer).into_owned(), stream))
+        });
+    }
+    drop(ready_tx);
+    let deadline = Instant::now() + timeout;
+    for confirmed in 0..count {
+        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
+            Ok(Some(())) => {}
+            Ok(None) => {
+                // Every task has ended: one failed; report its error.
+                while let Some(joined) = tasks.join_next().await {
+                    joined??;
+                }
+                bail!("subscribers ended after {confirmed} confirmations");
+            }
+            Err(_) => bail!("only {confirmed} of {count} subscriptions confirmed in {timeout:?}"),
+        }
+    }
+    Ok(Subscribers { tasks })
+}
+
+impl Subscribers {
+    /// Waits for every subscriber's message; returns the arrival times and the distinct messages.
+    /// The connections close only after the last message arrived.
+    pub async fn deliveries(
+        mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<(Vec<Instant>, Vec<String>)> {
+        let deadline = Instant::now() + timeout;
+        let mut arrivals = Vec::with_capacity(self.tasks.len());
+        let mut messages: Vec<String> = Vec::new();
+        let mut streams = Vec::with_capacity(self.tasks.len());
+        loop {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(joined)) => {
+                    let (at, message, stream) = joined.context("a subscriber panicked")??;
+                    streams.push(stream);
+                    arrivals.push(at);
+                    if !messages.contains(&message) {
+                        messages.push(message);
+                    }
+                }
+                Ok(None) => return Ok((arrivals, messages)),
+                Err(_) => bail!(
+                    "{} subscribers had no message after {timeout:?} ({} had)",
+                    self.tasks.len(),
+                    arrivals.len()
+                ),
+            }
+        }
+    }
+}
+
+fn count_lines(buffer: &[u8]) -> usize {
+    buffer.windows(2).filter(|w| w == b"\r\n").count()
+}
+
+async fn read_lines(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    lines: usize,
+) -> anyhow::Result<()> {
+    let mut chunk = [0u8; 256];
+    while count_lines(buffer) < lines {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!(
+                "connection closed after {:?}",
+                String::from_utf8_lossy(buffer)
+            );
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Ok(())
+}
+
+/// Every tap message on every channel (`PSUBSCRIBE *`), with its arrival time: what each
+/// subscriber's connection is woken for, whether or not it subscribed to that channel.
+pub struct TapRecorder {
+    seen: Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TapRecorder {
+    pub async fn start(addr: SocketAddr) -> anyhow::Result<Self> {
+        let mut client = valkey_lab::Client::connect(addr, None).await?;
+        client.send(&["PSUBSCRIBE", "*"]).await?;
+        client.next().await?.context("closed before confirming")?;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok(Some(frame)) = client.next().await {
+                let at = Instant::now();
+                let text = valkey_lab::replies::render(&frame);
+                record.lock().expect("tap recorder").push((at, text));
+            }
+        });
+        Ok(Self { seen, task })
+    }
+
+    /// The messages that arrived between `from` and `to`.
+    pub fn between(&self, from: Instant, to: Instant) -> Vec<String> {
+        self.seen
+            .lock()
+            .expect("tap recorder")
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .map(|(_, text)| text.clone())
+            .collect()
+    }
+}
+
+impl Drop for TapRecorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,67 @@
+//! What the kernel says about a process: resident memory and CPU time, read from `/proc` so that
+//! the coordinator and the sentinel are measured the same way, from outside.
+
+use std::io;
+use std::time::Duration;
+
+/// `VmRSS` of `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// User plus system CPU time `pid` has used so far (`utime + stime` of `/proc/<pid>/stat`).
+pub fn cpu_time(pid: u32) -> io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces and parentheses; everything after its
+    // closing parenthesis is space-separated, starting with field 3 (state).
+    let rest = stat
+        .rfind(')')
+        .map(|at| &stat[at + 1..])
+        .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| -> io::Result<u64> {
+        fields
+            .get(index)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
+    };
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 counting from field 3.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(
+        total as f64 / clock_ticks_per_second() as f64,
+    ))
+}
+
+#[allow(unsafe_code)]
+fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf(3) only reads a constant of the running system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// Raises the soft open-file limit to the hard one, so this process and the coordinator it
+/// spawns (children inherit limits) can each hold ten thousand loopback connections. Returns the
+/// new soft limit.
+#[allow(unsafe_code)]
+pub fn raise_open_files() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass, which outlives the call.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        limit.rlim_cur = limit.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(limit.rlim_cur)
+}
