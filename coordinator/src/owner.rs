@@ -216,10 +216,7 @@ impl Owner {
             return;
         }
         self.recent_events.insert(key.clone(), now);
-        self.registry.send_tap(TapMessage {
-            channel: key.0,
-            payload: key.1,
-        });
+        self.registry.send_tap(TapMessage::new(key.0, key.1));
     }
 
     /// Re-runs the verdict and publishes if anything changed.
@@ -304,7 +301,7 @@ impl Owner {
                 payload = %String::from_utf8_lossy(&payload),
                 "+switch-master sent to the tap"
             );
-            self.registry.send_tap(TapMessage { channel, payload });
+            self.registry.send_tap(TapMessage::new(channel, payload));
         }
         self.last_agreed = Some(current);
     }

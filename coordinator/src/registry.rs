@@ -10,7 +10,12 @@
 //! - Waiters (a starting pod asking "who is master, once there is quorum") use
 //!   [`Registry::watch`], which has latest-value semantics.
 //! - The tap is a `broadcast` channel: a subscriber that falls behind gets `Lagged` and is
-//!   disconnected by its connection, never silently skipped.
+//!   disconnected by its connection, never silently skipped. `+switch-master` also goes out on
+//!   a tap of its own ([`TapScope::SwitchMaster`]): sentinel-aware clients subscribe to that one
+//!   channel only, and with thousands of them, waking every one for each raw event (a failover
+//!   publishes a dozen) is what makes the one message they wait for late. Every message carries
+//!   a sequence number, so a connection that moves from one tap to the other can tell which
+//!   messages it already delivered.
 //!
 //! Names are fixed at start-up (they come from configuration), so the map of slots is built once
 //! and never locked.
@@ -90,7 +95,33 @@ impl NameState {
 pub struct TapMessage {
     pub channel: Bytes,
     pub payload: Bytes,
+    /// Its place in the tap, assigned by [`Registry::send_tap`] (1, 2, ...); what a sender puts
+    /// here is overwritten.
+    pub seq: u64,
 }
+
+impl TapMessage {
+    /// A message on `channel`; [`Registry::send_tap`] numbers it.
+    pub fn new(channel: impl Into<Bytes>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            channel: channel.into(),
+            payload: payload.into(),
+            seq: 0,
+        }
+    }
+}
+
+/// Which messages a tap subscription receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapScope {
+    /// Every message.
+    Everything,
+    /// Only `+switch-master`.
+    SwitchMaster,
+}
+
+/// The channel with a tap of its own.
+pub const SWITCH_MASTER_CHANNEL: &[u8] = b"+switch-master";
 
 /// The health of one sentinel link, as `COORDINATOR STATUS` and the metrics show it.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +148,9 @@ pub struct Registry {
     names: Vec<String>,
     configured_sentinels: usize,
     tap: broadcast::Sender<TapMessage>,
+    switch_tap: broadcast::Sender<TapMessage>,
+    /// The last sequence number sent; held while sending so both taps see one order.
+    tap_seq: std::sync::Mutex<u64>,
     links: DashMap<SentinelId, LinkStatus>,
     stats: Stats,
 }
@@ -142,11 +176,14 @@ impl Registry {
             ordered.push(name.clone());
         }
         let (tap, _) = broadcast::channel(TAP_CAPACITY);
+        let (switch_tap, _) = broadcast::channel(TAP_CAPACITY);
         Self {
             slots,
             names: ordered,
             configured_sentinels,
             tap,
+            switch_tap,
+            tap_seq: std::sync::Mutex::new(0),
             links: DashMap::new(),
             stats: Stats::default(),
         }
@@ -190,15 +227,34 @@ impl Registry {
         slot.changes.send_replace(state);
     }
 
-    /// Sends a message to every tap subscriber (none is fine).
-    pub fn send_tap(&self, message: TapMessage) {
+    /// Numbers a message and sends it to every tap subscriber whose scope takes it (none is
+    /// fine).
+    pub fn send_tap(&self, mut message: TapMessage) {
         self.stats.tap_messages.fetch_add(1, Ordering::Relaxed);
+        // A poisoned lock only means a sender panicked mid-send; the number is still valid.
+        let mut seq = self
+            .tap_seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *seq += 1;
+        message.seq = *seq;
+        if message.channel == SWITCH_MASTER_CHANNEL {
+            let _ = self.switch_tap.send(message.clone());
+        }
         let _ = self.tap.send(message);
     }
 
-    /// A new tap subscription, starting with the next message.
+    /// A new tap subscription to every message, starting with the next one.
     pub fn subscribe_tap(&self) -> broadcast::Receiver<TapMessage> {
         self.tap.subscribe()
+    }
+
+    /// A new tap subscription for `scope`, starting with the next message.
+    pub fn subscribe_tap_scoped(&self, scope: TapScope) -> broadcast::Receiver<TapMessage> {
+        match scope {
+            TapScope::Everything => self.tap.subscribe(),
+            TapScope::SwitchMaster => self.switch_tap.subscribe(),
+        }
     }
 
     /// Updates the health of one sentinel link. The closure must not block.

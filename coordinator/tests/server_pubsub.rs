@@ -63,7 +63,7 @@ async fn a_whole_failover_reaches_psubscribe_star_exactly_as_a_sentinel_sends_it
             else {
                 panic!("only messages follow the confirmation");
             };
-            server.registry.send_tap(TapMessage { channel, payload });
+            server.registry.send_tap(TapMessage::new(channel, payload));
             assert_eq!(
                 text(&client.read_reply().await),
                 text(bytes),
@@ -92,10 +92,9 @@ async fn channel_subscribers_get_only_their_channels_and_patterns_match_globs() 
         b"*3\r\n$10\r\npsubscribe\r\n$6\r\n+*down\r\n:2\r\n"
     );
     let send = |channel: &str, payload: &str| {
-        server.registry.send_tap(TapMessage {
-            channel: b(channel),
-            payload: b(payload),
-        })
+        server
+            .registry
+            .send_tap(TapMessage::new(b(channel), b(payload)))
     };
     send("+failover-end", "master mymaster 127.0.0.1 6379");
     send("+odown", "master mymaster 127.0.0.1 6379 #quorum 2/2");
@@ -180,10 +179,10 @@ async fn resp3_subscribers_get_pushes_and_may_still_run_commands() {
     assert_eq!(client.call(&["PING"]).await, b"+PONG\r\n");
     let info = client.call_text(&["CLIENT", "INFO"]).await;
     assert!(info.contains(" sub=2 psub=0 resp=3 "), "{info}");
-    server.registry.send_tap(TapMessage {
-        channel: b("+sdown"),
-        payload: b("slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379"),
-    });
+    server.registry.send_tap(TapMessage::new(
+        b("+sdown"),
+        b("slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379"),
+    ));
     assert_eq!(
         text(&client.read_reply().await),
         ">3\r\n$7\r\nmessage\r\n$6\r\n+sdown\r\n$61\r\nslave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379\r\n"
@@ -208,10 +207,10 @@ async fn a_subscriber_that_falls_behind_is_disconnected_not_silently_skipped() {
     // On this single-threaded test runtime nothing else runs while the burst is sent, so the
     // laggard's receiver overflows before its connection task can drain it.
     for i in 0..(TAP_CAPACITY + 10) {
-        server.registry.send_tap(TapMessage {
-            channel: Bytes::from_static(b"+sdown"),
-            payload: Bytes::from(format!("event {i}")),
-        });
+        server.registry.send_tap(TapMessage::new(
+            Bytes::from_static(b"+sdown"),
+            Bytes::from(format!("event {i}")),
+        ));
     }
     let received = laggard.read_until_closed(Duration::from_secs(5)).await;
     assert!(
@@ -219,5 +218,68 @@ async fn a_subscriber_that_falls_behind_is_disconnected_not_silently_skipped() {
         "no message of the lost stretch may be delivered"
     );
     assert_eq!(bystander.call(&["PING"]).await, b"+PONG\r\n");
+    server.stop().await;
+}
+
+/// A client subscribed to `+switch-master` alone listens on the tap of that channel only (so
+/// raw events do not wake it); adding and dropping a pattern moves it between taps without
+/// losing or repeating a message.
+#[tokio::test]
+async fn a_switch_master_subscriber_changing_scope_neither_loses_nor_repeats() {
+    let server = TestServer::start(|_| {}).await;
+    let mut client = server.client().await;
+    let switch = |n: u8| {
+        TapMessage::new(
+            Bytes::from_static(b"+switch-master"),
+            Bytes::from(format!("mymaster 127.0.0.{n} 6379 127.0.0.{} 6379", n + 1)),
+        )
+    };
+    let sdown = || {
+        TapMessage::new(
+            Bytes::from_static(b"+sdown"),
+            Bytes::from_static(b"master mymaster 127.0.0.1 6379"),
+        )
+    };
+    assert_eq!(
+        client.call(&["SUBSCRIBE", "+switch-master"]).await,
+        b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+    );
+    server.registry.send_tap(sdown());
+    server.registry.send_tap(switch(1));
+    assert_eq!(
+        text(&client.read_reply().await),
+        "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.1 6379 127.0.0.2 6379\r\n"
+    );
+
+    assert_eq!(
+        client.call(&["PSUBSCRIBE", "*"]).await,
+        b"*3\r\n$10\r\npsubscribe\r\n$1\r\n*\r\n:2\r\n"
+    );
+    server.registry.send_tap(switch(2));
+    server.registry.send_tap(sdown());
+    let expected = [
+        "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.2 6379 127.0.0.3 6379\r\n",
+        "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.2 6379 127.0.0.3 6379\r\n",
+        "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$6\r\n+sdown\r\n$30\r\nmaster mymaster 127.0.0.1 6379\r\n",
+    ];
+    for frame in expected {
+        assert_eq!(text(&client.read_reply().await), frame);
+    }
+
+    assert_eq!(
+        client.call(&["PUNSUBSCRIBE"]).await,
+        b"*3\r\n$12\r\npunsubscribe\r\n$1\r\n*\r\n:1\r\n"
+    );
+    server.registry.send_tap(sdown());
+    server.registry.send_tap(switch(3));
+    assert_eq!(
+        text(&client.read_reply().await),
+        "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.3 6379 127.0.0.4 6379\r\n"
+    );
+    // Nothing else is pending: the next frame is the answer to PING.
+    assert_eq!(
+        client.call(&["PING"]).await,
+        b"*2\r\n$4\r\npong\r\n$0\r\n\r\n"
+    );
     server.stop().await;
 }

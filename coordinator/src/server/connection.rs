@@ -14,14 +14,14 @@ use sentinel_protocol::codec::RequestCodec;
 use sentinel_protocol::reply::Reply;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::dispatch::{Session, execute};
-use crate::registry::TapMessage;
+use crate::registry::{TapMessage, TapScope};
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub async fn serve(
     // Grown by the first reply and kept (cleared, not freed) after each write, so an idle
     // client costs only its read buffer.
     let mut output = BytesMut::new();
-    let mut tap: Option<broadcast::Receiver<TapMessage>> = None;
+    let mut tap: Option<Tap> = None;
     // Until the first command has run and the client is authenticated, the short handshake
     // timeout applies; afterwards the idle timeout (which subscribers are exempt from).
     let mut established = false;
@@ -71,6 +71,9 @@ pub async fn serve(
             message = next_tap_message(&mut tap) => {
                 match message {
                     Ok(message) => {
+                        if tap.as_mut().is_some_and(|tap| tap.already_delivered(message.seq)) {
+                            continue;
+                        }
                         let mut frames = Vec::new();
                         session.subscriptions.deliver(&message, &mut frames);
                         for frame in frames {
@@ -100,12 +103,20 @@ pub async fn serve(
                 }
                 let (ran, protocol_error) =
                     run_batch(&mut input, &mut output, &mut session, shared, &mut codec);
-                // Join the tap before the confirmations go out, so every message published
-                // after the client saw "subscribed" reaches it.
-                match (session.subscriptions.is_active(), tap.is_some()) {
-                    (true, false) => tap = Some(shared.registry.subscribe_tap()),
-                    (false, true) => tap = None,
-                    _ => {}
+                // Join (or move to) the tap before the confirmations go out, so every message
+                // published after the client saw "subscribed" reaches it.
+                let wanted = session.subscriptions.tap_scope();
+                if wanted != tap.as_ref().map(|tap| tap.scope) {
+                    match Tap::join(wanted, tap.take(), &session, shared, &mut output) {
+                        Ok(joined) => tap = joined,
+                        Err(missed) => {
+                            tracing::warn!(
+                                client = id, %peer, missed,
+                                "subscriber fell behind the event tap; disconnecting it"
+                            );
+                            break Close::SubscriberLagged;
+                        }
+                    }
                 }
                 if !flush(&mut writer, &mut output, shared).await {
                     break Close::WriteFailed;
@@ -185,12 +196,74 @@ async fn flush(
     matches!(written, Ok(Ok(())))
 }
 
+/// One connection's place in the event tap.
+struct Tap {
+    scope: TapScope,
+    receiver: broadcast::Receiver<TapMessage>,
+    /// Messages delivered from the previous receiver that this one may carry too (it was
+    /// joined before the previous one was drained), with the highest of them.
+    delivered: Vec<u64>,
+    delivered_up_to: u64,
+}
+
+impl Tap {
+    /// Joins the tap `scope` asks for. Moving from another tap, the new receiver is joined
+    /// first and the old one drained after (its messages delivered by the current
+    /// subscriptions), so a change of scope neither loses nor repeats a message. Fails with the
+    /// count of messages missed when the old receiver had already fallen behind.
+    fn join(
+        scope: Option<TapScope>,
+        previous: Option<Tap>,
+        session: &Session,
+        shared: &Shared,
+        output: &mut BytesMut,
+    ) -> Result<Option<Tap>, u64> {
+        let Some(scope) = scope else {
+            return Ok(None);
+        };
+        let mut tap = Tap {
+            scope,
+            receiver: shared.registry.subscribe_tap_scoped(scope),
+            delivered: Vec::new(),
+            delivered_up_to: 0,
+        };
+        if let Some(mut previous) = previous {
+            let mut frames = Vec::new();
+            loop {
+                match previous.receiver.try_recv() {
+                    Ok(message) => {
+                        if !previous.already_delivered(message.seq) {
+                            session.subscriptions.deliver(&message, &mut frames);
+                        }
+                        tap.delivered.push(message.seq);
+                        tap.delivered_up_to = message.seq;
+                    }
+                    Err(TryRecvError::Lagged(missed)) => return Err(missed),
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            for frame in frames {
+                let _ = frame.encode(session.protocol, output);
+            }
+        }
+        Ok(Some(tap))
+    }
+
+    /// Whether `seq` went out already from the previous receiver; forgets what can no longer
+    /// come.
+    fn already_delivered(&mut self, seq: u64) -> bool {
+        if seq > self.delivered_up_to {
+            self.delivered.clear();
+            return false;
+        }
+        self.delivered.contains(&seq)
+    }
+}
+
 /// The next tap message, or never when the connection has not subscribed.
-async fn next_tap_message(
-    tap: &mut Option<broadcast::Receiver<TapMessage>>,
-) -> Result<TapMessage, RecvError> {
+async fn next_tap_message(tap: &mut Option<Tap>) -> Result<TapMessage, RecvError> {
     match tap {
-        Some(receiver) => receiver.recv().await,
+        Some(tap) => tap.receiver.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use sentinel_protocol::reply::Reply;
 
-use crate::registry::TapMessage;
+use crate::registry::{SWITCH_MASTER_CHANNEL, TapMessage, TapScope};
 
 /// The channels and patterns one connection subscribed to, in subscription order.
 #[derive(Debug, Default)]
@@ -54,6 +54,23 @@ impl Subscriptions {
     /// Patterns subscribed to (`CLIENT INFO`'s `psub`).
     pub fn pattern_count(&self) -> usize {
         self.patterns.len()
+    }
+
+    /// The narrowest tap that carries every message this connection can match; `None` when
+    /// it is not subscribed.
+    pub fn tap_scope(&self) -> Option<TapScope> {
+        if !self.is_active() {
+            None
+        } else if self.patterns.is_empty()
+            && self
+                .channels
+                .iter()
+                .all(|channel| channel.as_ref() == SWITCH_MASTER_CHANNEL)
+        {
+            Some(TapScope::SwitchMaster)
+        } else {
+            Some(TapScope::Everything)
+        }
     }
 
     /// Whether the connection is in subscribed mode.
