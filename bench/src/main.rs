@@ -462,8 +462,8 @@ async fn fanout_phase(
             signed_ms(majority_at, switch_times[0])
         ))
         .comparison(format!(
-            "{} tap messages (every channel) in that window, each waking every subscriber; \
-             coordinator CPU from trigger to last delivery {:.0} ms",
+            "{} tap messages (every channel) in that window, of which only +switch-master \
+             wakes these subscribers; coordinator CPU from trigger to last delivery {:.0} ms",
             tap_in_window.len(),
             cpu_during.as_secs_f64() * 1e3
         ))
