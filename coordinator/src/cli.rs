@@ -40,6 +40,17 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// Threads that run the service. 1 (a single-threaded runtime) spends the least CPU per
+    /// request; more only help when one core cannot keep up with the clients. Default: one
+    /// per core.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        env = "VALKEY_COORDINATOR_WORKER_THREADS"
+    )]
+    pub worker_threads: Option<usize>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -58,6 +58,11 @@ pub async fn serve(
     // timeout applies; afterwards the idle timeout (which subscribers are exempt from).
     let mut established = false;
     let mut deadline = Instant::now() + config.handshake_timeout;
+    // One timer for the connection's life, re-armed only when it fires early: moving
+    // `deadline` on every request costs nothing, where a fresh timer per request would add a
+    // timer-wheel insert and removal to the hot path.
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
     tracing::debug!(client = id, %peer, "client connected");
 
     let close = loop {
@@ -135,7 +140,11 @@ pub async fn serve(
                     deadline = Instant::now() + config.idle_timeout;
                 }
             }
-            _ = tokio::time::sleep_until(deadline), if !idle_exempt => {
+            () = &mut timer, if !idle_exempt => {
+                if Instant::now() < deadline {
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
                 break if established { Close::IdleTimeout } else { Close::HandshakeTimeout };
             }
         }
