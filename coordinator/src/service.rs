@@ -198,26 +198,33 @@ async fn start_with(
         "coordinator starting"
     );
 
-    let heal_context = HealContext {
-        sentinel_credentials: config.upstream.credentials.clone(),
-        freshness: config.upstream.freshness,
-        aliases: config.upstream.aliases.clone(),
-        origin: tokio::time::Instant::now(),
-    };
-    let mut names = config.upstream.names.clone();
-    names.sort();
-    names.dedup();
+    // The healers read the links' views, so they share the links' clock origin, which only
+    // exists once the links are spawned; what else they need is taken before the links own
+    // the upstream configuration.
+    let healing = config.heal.map(|heal| {
+        let mut names = config.upstream.names.clone();
+        names.sort();
+        names.dedup();
+        let upstream = &config.upstream;
+        let context = (
+            upstream.credentials.clone(),
+            upstream.freshness,
+            upstream.aliases.clone(),
+        );
+        (Arc::new(heal), names, context)
+    });
     let origin = upstream::spawn(
         config.upstream,
         Arc::clone(&registry),
         &tracker,
         shutdown.clone(),
     );
-    if let Some(heal_config) = config.heal {
-        let heal_config = Arc::new(heal_config);
+    if let Some((heal_config, names, (sentinel_credentials, freshness, aliases))) = healing {
         let context = HealContext {
+            sentinel_credentials,
+            freshness,
+            aliases,
             origin,
-            ..heal_context
         };
         for name in names {
             tracker.spawn(heal::run(
