@@ -74,6 +74,16 @@ pub fn execute(
         get_master_addr_by_name(&args[2], session.protocol, shared, out);
         return "sentinel|get-master-addr-by-name";
     }
+    // A bare `PING` outside subscribed mode is the other command clients repeat (health
+    // checks, pipelined keep-alives); every preset allows it, and its answer never varies.
+    if args.len() == 1
+        && args[0].eq_ignore_ascii_case(b"PING")
+        && session.identity.is_some()
+        && !session.subscriptions.is_active()
+    {
+        out.extend_from_slice(b"+PONG\r\n");
+        return "ping";
+    }
     // `COORDINATOR VERDICT <name> JSON` / `COORDINATOR STATUS JSON`: the protocol crate's
     // grammar has no JSON flag, so it is taken off here and the rest parsed as usual.
     let (args, json) = strip_json_flag(args);
