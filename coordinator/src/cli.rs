@@ -458,8 +458,16 @@ impl ServeArgs {
             {
                 return Err(ConfigError::DataPasswordNotUtf8);
             }
-            if self.quorum == Some(0) {
-                return Err(ConfigError::Zero("quorum"));
+            // Sentinels refuse 0 for each of these; better said at start than at every heal.
+            for (flag, value) in [
+                ("quorum", self.quorum),
+                ("down-after-ms", self.down_after_ms),
+                ("failover-timeout-ms", self.failover_timeout_ms),
+                ("parallel-syncs", self.parallel_syncs),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::Zero(flag));
+                }
             }
             Some(HealConfig {
                 explicit: ExplicitSettings {

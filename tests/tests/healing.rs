@@ -62,6 +62,11 @@ impl Healing {
     }
 
     async fn start_coordinator(&mut self) {
+        self.start_coordinator_with(|_| {}).await;
+    }
+
+    /// Starts the coordinator with the lab's settings, adjusted by `tweak`.
+    async fn start_coordinator_with(&mut self, tweak: impl FnOnce(&mut HealConfig)) {
         let lab = &self.lab;
         let spec = lab.spec();
         let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
@@ -73,7 +78,7 @@ impl Healing {
         if let Some(password) = spec.auth.as_ref().and_then(|a| a.sentinel_password.clone()) {
             config.upstream.credentials = Some((None, password));
         }
-        config.heal = Some(HealConfig {
+        let mut heal = HealConfig {
             explicit: ExplicitSettings {
                 quorum: Some(spec.quorum as u64),
                 down_after_ms: Some(spec.timings.down_after.as_millis() as u64),
@@ -88,7 +93,9 @@ impl Healing {
             data_pods: lab.data_addrs().into_iter().map(addr).collect(),
             grace: GRACE,
             ..HealConfig::default()
-        });
+        };
+        tweak(&mut heal);
+        config.heal = Some(heal);
         let coordinator = service::start(config).await.expect("coordinator starts");
         let mut states = coordinator
             .registry
@@ -695,6 +702,60 @@ async fn a_same_epoch_stale_registration_is_corrected_not_skipped() {
     );
     healing.wait_monitors(2, master, WAIT).await;
     assert!(healing.heals("wrong_master", "ok") >= 1);
+    healing.finish(&[master]).await;
+}
+
+/// A registration the sentinel refuses part of (here `down-after-milliseconds 0`, which every
+/// sentinel rejects) is reported failed and retried, and never counted as done: the read-back
+/// would not match even where the `SET` half-applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_set_is_a_failed_heal_retried_and_never_counted_done() {
+    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+        .start()
+        .await
+        .expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    let mut healing = Healing {
+        events: EventLog::start(&lab).await.expect("subscribe"),
+        lab,
+        coordinator: None,
+        masters_named: Arc::default(),
+    };
+    healing
+        .start_coordinator_with(|heal| heal.explicit.down_after_ms = Some(0))
+        .await;
+    healing
+        .lab
+        .restart_sentinel(2, SentinelStart::Wiped)
+        .await
+        .expect("restart wiped");
+    let registry = Arc::clone(&healing.coordinator().registry);
+    poll_until("three failed heals", WAIT, POLL_EVERY, || {
+        let failed: u64 = registry
+            .stats()
+            .heals
+            .iter()
+            .filter(|entry| entry.key().1 == "failed")
+            .map(|entry| entry.value().load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        async move {
+            if failed >= 3 {
+                Probe::Ready(())
+            } else {
+                Probe::Pending(format!("{failed} failed"))
+            }
+        }
+    })
+    .await
+    .expect("the refused heals are counted as failures and retried");
+    assert!(
+        healing.heals("unmonitored", "failed") >= 1,
+        "the wiped sentinel's registration was tried"
+    );
+    for reason in ["unmonitored", "settings", "wrong_master", "data_plane"] {
+        assert_eq!(healing.heals(reason, "ok"), 0, "{reason} counted done");
+    }
+    let master = healing.lab.data_addr(0);
     healing.finish(&[master]).await;
 }
 
