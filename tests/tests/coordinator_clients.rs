@@ -4,7 +4,8 @@
 //!
 //! The coordinator runs in the test's process through `service::start`, the same path the binary
 //! takes. The Python and Node clients come from `tests/install-clients.sh` (run by `tests/run.sh`)
-//! and are driven by the scripts in `tests/clients/`, which print one JSON object per line.
+//! and are driven by the scripts in `tests/clients/`, which print one JSON object per line;
+//! redis-rs runs in the test itself. Every failover scenario runs on every Valkey version.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,10 +39,11 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Self {
-        let lab = LabSpec::new(ValkeyVersion::V9_1_2)
-            .start()
-            .await
-            .expect("lab starts");
+        Self::on(ValkeyVersion::V9_1_2).await
+    }
+
+    async fn on(version: ValkeyVersion) -> Self {
+        let lab = LabSpec::new(version).start().await.expect("lab starts");
         lab.wait_formed(WAIT).await.expect("lab forms");
         let sentinels: Vec<Addr> = lab
             .sentinel_addrs()
@@ -268,37 +270,156 @@ async fn client_follows_a_failover(mut driver: Driver, stack: &mut Stack, resp3:
     driver.kill().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_py_resp3_follows_a_kill_9_failover() {
-    let mut stack = Stack::start().await;
+async fn redis_py_resp3_follows_a_kill_9_failover(version: ValkeyVersion) {
+    let mut stack = Stack::on(version).await;
     let driver = Driver::python("redis", &stack.endpoint(), "writer");
     client_follows_a_failover(driver, &mut stack, true).await;
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn valkey_py_resp2_follows_a_kill_9_failover() {
-    let mut stack = Stack::start().await;
+async fn valkey_py_resp2_follows_a_kill_9_failover(version: ValkeyVersion) {
+    let mut stack = Stack::on(version).await;
     let driver = Driver::python("valkey", &stack.endpoint(), "writer");
     client_follows_a_failover(driver, &mut stack, false).await;
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ioredis_resp3_follows_a_kill_9_failover() {
-    let mut stack = Stack::start().await;
+async fn ioredis_resp3_follows_a_kill_9_failover(version: ValkeyVersion) {
+    let mut stack = Stack::on(version).await;
     let driver = Driver::node("ioredis", &stack.endpoint());
     client_follows_a_failover(driver, &mut stack, true).await;
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn iovalkey_resp2_follows_a_kill_9_failover() {
-    let mut stack = Stack::start().await;
+async fn iovalkey_resp2_follows_a_kill_9_failover(version: ValkeyVersion) {
+    let mut stack = Stack::on(version).await;
     let driver = Driver::node("iovalkey", &stack.endpoint());
     client_follows_a_failover(driver, &mut stack, false).await;
     stack.stop().await;
 }
+
+/// The master a redis-rs connection writes to, by the address the pod announces (every lab pod
+/// announces its own).
+async fn written_to(
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<String> {
+    let announced: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("replica-announce-ip")
+        .query_async(connection)
+        .await?;
+    let port: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("port")
+        .query_async(connection)
+        .await?;
+    Ok(format!("{}:{}", announced[1], port[1]))
+}
+
+/// redis-rs (`SentinelClient`, RESP2 then RESP3 to the sentinel) writes through the master it
+/// resolves, the master is killed, and a fresh resolution through the coordinator leads it to
+/// the new master, where it writes again.
+async fn redis_rs_follows_a_kill_9_failover(version: ValkeyVersion) {
+    use redis::AsyncCommands as _;
+    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+
+    let mut stack = Stack::on(version).await;
+    let endpoint = stack.coordinator.listen_addr;
+    let mut clients = Vec::new();
+    for protocol in [redis::ProtocolVersion::RESP2, redis::ProtocolVersion::RESP3] {
+        let client = SentinelClientBuilder::new(
+            [redis::ConnectionAddr::Tcp(
+                endpoint.ip().to_string(),
+                endpoint.port(),
+            )],
+            stack.lab.master_name(),
+            SentinelServerType::Master,
+        )
+        .expect("builder")
+        .set_client_to_sentinel_protocol(protocol)
+        .build()
+        .expect("sentinel client");
+        clients.push((protocol, client));
+    }
+    let mut old = None;
+    for (protocol, client) in &mut clients {
+        let mut connection = client
+            .get_async_connection()
+            .await
+            .expect("redis-rs resolves the master through the coordinator");
+        let _: () = connection
+            .set(format!("before-{protocol:?}"), 1)
+            .await
+            .expect("write");
+        let master = written_to(&mut connection).await.expect("which master");
+        assert_eq!(Some(master.clone()), stack.agreed_master(), "{protocol:?}");
+        old = Some(master);
+    }
+    let old = old.expect("written");
+    let index = stack
+        .lab
+        .data_index(old.parse().expect("ip:port"))
+        .expect("a lab pod");
+    stack.lab.kill(PodId::Data(index));
+
+    for (protocol, client) in &mut clients {
+        let deadline = Instant::now() + WAIT;
+        let new = loop {
+            let attempt = async {
+                let mut connection = client.get_async_connection().await?;
+                let _: () = connection.set(format!("after-{protocol:?}"), 1).await?;
+                written_to(&mut connection).await
+            }
+            .await;
+            match attempt {
+                Ok(master) if master != old => break master,
+                Ok(_) | Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!("{protocol:?}: redis-rs never reached a new master: {other:?}"),
+            }
+        };
+        assert_eq!(
+            Some(new.clone()),
+            stack.agreed_master(),
+            "{protocol:?}: redis-rs follows the coordinator's verdict"
+        );
+    }
+    stack.stop().await;
+}
+
+macro_rules! on_every_version {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_0_1() {
+                    super::$scenario(ValkeyVersion::V8_0_1).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_1_8() {
+                    super::$scenario(ValkeyVersion::V8_1_8).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v9_1_2() {
+                    super::$scenario(ValkeyVersion::V9_1_2).await;
+                }
+            }
+        )*
+    };
+}
+
+on_every_version!(
+    redis_py_resp3_follows_a_kill_9_failover,
+    valkey_py_resp2_follows_a_kill_9_failover,
+    ioredis_resp3_follows_a_kill_9_failover,
+    iovalkey_resp2_follows_a_kill_9_failover,
+    redis_rs_follows_a_kill_9_failover,
+);
 
 /// With 2 of 3 sentinels stopped there is no majority: redis-py must see "no master"
 /// (`MasterNotFoundError`, its ordinary path), never a response error; with the sentinels back it
