@@ -63,6 +63,11 @@ pub async fn serve(
     // timer-wheel insert and removal to the hot path.
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
+    // Registered with the shared token once: a fresh `cancelled()` per loop turn would lock the
+    // token's waiter list twice per request, and every connection contends for that one lock
+    // (10,000 subscribers woken by one `+switch-master` most of all).
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     tracing::debug!(client = id, %peer, "client connected");
 
     let close = loop {
@@ -72,7 +77,7 @@ pub async fn serve(
             // Tap messages before reads: a subscriber that also sends commands (RESP3 allows
             // it) must not starve its own deliveries into a lag disconnect.
             biased;
-            _ = shutdown.cancelled() => break Close::Shutdown,
+            () = &mut cancelled => break Close::Shutdown,
             message = next_tap_message(&mut tap) => {
                 match message {
                     Ok(message) => {
