@@ -305,6 +305,18 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts `n` runs of one command.
+    pub fn count_commands(&self, name: &'static str, n: u64) {
+        if let Some(counter) = self.commands.get(name) {
+            counter.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.commands
+            .entry(name)
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts one heal attempt.
     pub fn count_heal(&self, reason: &'static str, outcome: &'static str) {
         self.heals
@@ -333,6 +345,35 @@ pub struct LatencyHistogram {
     sum_nanos: AtomicU64,
 }
 
+/// Observations gathered by one task without atomics, for [`LatencyHistogram::merge`]: a
+/// connection merges once per batch of pipelined commands instead of touching the shared
+/// cache lines once per command.
+#[derive(Debug, Default, Clone)]
+pub struct LocalLatency {
+    counts: [u64; LATENCY_BUCKETS_SECONDS.len() + 1],
+    sum_nanos: u64,
+}
+
+impl LocalLatency {
+    /// Records one observation.
+    pub fn observe(&mut self, elapsed: std::time::Duration) {
+        self.counts[bucket_of(elapsed)] += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos(elapsed));
+    }
+}
+
+fn bucket_of(elapsed: std::time::Duration) -> usize {
+    let seconds = elapsed.as_secs_f64();
+    LATENCY_BUCKETS_SECONDS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(LATENCY_BUCKETS_SECONDS.len())
+}
+
+fn nanos(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Upper bounds of the latency buckets, in seconds (the last, implicit bucket is +Inf).
 pub const LATENCY_BUCKETS_SECONDS: [f64; 10] = [
     0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1,
@@ -350,16 +391,20 @@ impl Default for LatencyHistogram {
 impl LatencyHistogram {
     /// Records one observation.
     pub fn observe(&self, elapsed: std::time::Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS_SECONDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS_SECONDS.len());
-        self.counts[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        self.counts[bucket_of(elapsed)].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos(elapsed), Ordering::Relaxed);
+    }
+
+    /// Adds what a [`LocalLatency`] gathered, touching only the buckets it used.
+    pub fn merge(&self, local: &LocalLatency) {
+        for (shared, count) in self.counts.iter().zip(local.counts) {
+            if count > 0 {
+                shared.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        if local.sum_nanos > 0 {
+            self.sum_nanos.fetch_add(local.sum_nanos, Ordering::Relaxed);
+        }
     }
 
     /// Per-bucket counts (not cumulative; the last is +Inf) and the sum in seconds.
