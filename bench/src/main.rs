@@ -265,7 +265,13 @@ fn context(report: &mut Report, args: &Args, version: ValkeyVersion, open_files:
     );
     c.insert(
         "coordinator".into(),
-        json!("release build of valkey-coordinator serve, in its own process (2 tokio workers)"),
+        json!(format!(
+            "release build of valkey-coordinator serve, in its own process ({})",
+            match std::env::var("VALKEY_COORDINATOR_WORKER_THREADS") {
+                Ok(threads) => format!("--worker-threads {threads}"),
+                Err(_) => "default single-threaded runtime".to_owned(),
+            }
+        )),
     );
     c.insert(
         "parameters".into(),
