@@ -269,7 +269,7 @@ fn context(report: &mut Report, args: &Args, version: ValkeyVersion, open_files:
             "release build of valkey-coordinator serve, in its own process ({})",
             match std::env::var("VALKEY_COORDINATOR_WORKER_THREADS") {
                 Ok(threads) => format!("--worker-threads {threads}"),
-                Err(_) => "default single-threaded runtime".to_owned(),
+                Err(_) => "default runtime: one worker per core".to_owned(),
             }
         )),
     );

@@ -44,12 +44,15 @@ fn init_logging(format: LogFormat) {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = match cli.worker_threads {
-        0 => anyhow::bail!("--worker-threads must be at least 1"),
-        1 => tokio::runtime::Builder::new_current_thread()
+        Some(0) => anyhow::bail!("--worker-threads must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        threads => tokio::runtime::Builder::new_multi_thread()
+        Some(threads) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build(),
     }
