@@ -62,3 +62,34 @@ pub use sentinel_protocol;
 pub use version::ValkeyVersion;
 pub use wait::{MasterAgreement, Probe, poll_until};
 pub use writer::{LossReport, WriteLog, WriteTarget, Writer};
+
+/// Makes each named scenario, an `async fn(ValkeyVersion)` in the calling test file, one test
+/// per Valkey version: a module named after the scenario with tests `v8_0_1`, `v8_1_8` and
+/// `v9_1_2`, each on a 2-thread tokio runtime. The caller needs `tokio` (with its test macro).
+///
+/// ```ignore
+/// valkey_lab::on_every_version!(group_forms, master_killed);
+/// ```
+#[macro_export]
+macro_rules! on_every_version {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_0_1() {
+                    super::$scenario($crate::ValkeyVersion::V8_0_1).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_1_8() {
+                    super::$scenario($crate::ValkeyVersion::V8_1_8).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v9_1_2() {
+                    super::$scenario($crate::ValkeyVersion::V9_1_2).await;
+                }
+            }
+        )*
+    };
+}

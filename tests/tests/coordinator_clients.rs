@@ -388,32 +388,7 @@ async fn redis_rs_follows_a_kill_9_failover(version: ValkeyVersion) {
     stack.stop().await;
 }
 
-macro_rules! on_every_version {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v8_0_1() {
-                    super::$scenario(ValkeyVersion::V8_0_1).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v8_1_8() {
-                    super::$scenario(ValkeyVersion::V8_1_8).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v9_1_2() {
-                    super::$scenario(ValkeyVersion::V9_1_2).await;
-                }
-            }
-        )*
-    };
-}
-
-on_every_version!(
+valkey_lab::on_every_version!(
     redis_py_resp3_follows_a_kill_9_failover,
     valkey_py_resp2_follows_a_kill_9_failover,
     ioredis_resp3_follows_a_kill_9_failover,

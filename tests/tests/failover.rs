@@ -303,29 +303,6 @@ async fn stale_master_demoted(version: ValkeyVersion) {
     }
 }
 
-macro_rules! on_every_version {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v8_0_1() {
-                $scenario(ValkeyVersion::V8_0_1).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v8_1_8() {
-                $scenario(ValkeyVersion::V8_1_8).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v9_1_2() {
-                $scenario(ValkeyVersion::V9_1_2).await;
-            }
-        }
-    };
-}
-
-on_every_version!(group_forms);
-on_every_version!(master_killed);
-on_every_version!(stale_master_demoted);
+valkey_lab::on_every_version!(group_forms);
+valkey_lab::on_every_version!(master_killed);
+valkey_lab::on_every_version!(stale_master_demoted);

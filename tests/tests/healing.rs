@@ -122,15 +122,40 @@ impl Healing {
         self.coordinator.as_ref().expect("running")
     }
 
+    /// Heals counted with `outcome`, for `reason` or (with `"*"`) for any reason.
     fn heals(&self, reason: &str, outcome: &str) -> u64 {
         self.coordinator()
             .registry
             .stats()
             .heals
             .iter()
-            .filter(|entry| entry.key() == &(reason, outcome))
+            .filter(|entry| {
+                let (counted_reason, counted_outcome) = *entry.key();
+                counted_outcome == outcome && (reason == "*" || counted_reason == reason)
+            })
             .map(|entry| entry.value().load(std::sync::atomic::Ordering::Relaxed))
             .sum()
+    }
+
+    /// Waits until at least `at_least` heals are counted with `reason` (or `"*"`) and `outcome`.
+    async fn wait_heals(&self, reason: &str, outcome: &str, at_least: u64) {
+        poll_until(
+            format!("{at_least} heal(s) counted as {reason}/{outcome}"),
+            WAIT,
+            POLL_EVERY,
+            || {
+                let counted = self.heals(reason, outcome);
+                async move {
+                    if counted >= at_least {
+                        Probe::Ready(())
+                    } else {
+                        Probe::Pending(format!("{counted} so far"))
+                    }
+                }
+            },
+        )
+        .await
+        .expect("the heals are counted");
     }
 
     async fn wait_verdict(
@@ -269,7 +294,7 @@ async fn one_wiped_sentinel(version: ValkeyVersion) {
         .wait_sentinels_see(2, 2, WAIT)
         .await
         .expect("every sentinel sees 2 replicas and 2 other sentinels again");
-    assert!(healing.heals("unmonitored", "ok") >= 1);
+    healing.wait_heals("unmonitored", "ok", 1).await;
 
     // Option drift on a voter: the healer enforces the explicit settings.
     sentinel_call(
@@ -285,7 +310,7 @@ async fn one_wiped_sentinel(version: ValkeyVersion) {
     )
     .await;
     healing.wait_monitors(0, master, WAIT).await;
-    assert!(healing.heals("settings", "ok") >= 1);
+    healing.wait_heals("settings", "ok", 1).await;
 
     let agreement = healing
         .wait_verdict("all three vote again", |s| {
@@ -433,32 +458,7 @@ async fn no_registration_without_quorum(version: ValkeyVersion) {
     healing.finish(&[master]).await;
 }
 
-macro_rules! on_every_version {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                use super::*;
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v8_0_1() {
-                    super::$scenario(ValkeyVersion::V8_0_1).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v8_1_8() {
-                    super::$scenario(ValkeyVersion::V8_1_8).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn v9_1_2() {
-                    super::$scenario(ValkeyVersion::V9_1_2).await;
-                }
-            }
-        )*
-    };
-}
-
-on_every_version!(
+valkey_lab::on_every_version!(
     one_wiped_sentinel,
     wiped_sentinel_with_acl_can_fail_over,
     rolling_restart_with_a_failover,
@@ -487,7 +487,7 @@ async fn two_of_three_wiped_at_once_are_rebuilt_on_the_master_the_data_pods_prov
     }
     // The first wiped sentinel back is rebuilt from the data pods (the lone monitoring one is no
     // majority); the second may find a majority agreement by then and be healed as unmonitored.
-    assert!(healing.heals("data_plane", "ok") >= 1);
+    healing.wait_heals("data_plane", "ok", 1).await;
     let state = healing
         .wait_verdict("all three agree", |s| {
             s.verdict.agreement().is_some_and(|a| a.votes == 3)
@@ -562,7 +562,9 @@ async fn all_three_wiped_with_two_masters_register_the_one_with_replicas_or_noth
         healing.wait_monitors(j, master, WAIT).await;
     }
 
-    // Now pod 1 leaves too: pod 0 keeps no replica, and the sentinels are wiped again.
+    // Now pod 1 leaves too: pod 0 keeps no replica, and the sentinels are wiped again. (A
+    // refusal is counted once per new reason, so the count is taken before it can happen.)
+    let refused_before = healing.heals("data_plane", "refused");
     for j in 0..3 {
         healing.lab.kill(PodId::Sentinel(j));
     }
@@ -583,30 +585,9 @@ async fn all_three_wiped_with_two_masters_register_the_one_with_replicas_or_noth
             .await
             .expect("restart wiped");
     }
-    let registry = Arc::clone(&healing.coordinator().registry);
-    let refused_before = healing.heals("data_plane", "refused");
-    poll_until(
-        "the data-plane refusal to be counted",
-        WAIT,
-        POLL_EVERY,
-        || {
-            let refused = registry
-                .stats()
-                .heals
-                .get(&("data_plane", "refused"))
-                .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-                .unwrap_or(0);
-            async move {
-                if refused > refused_before {
-                    Probe::Ready(())
-                } else {
-                    Probe::Pending("no refusal yet".into())
-                }
-            }
-        },
-    )
-    .await
-    .expect("the refusal is counted");
+    healing
+        .wait_heals("data_plane", "refused", refused_before + 1)
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     for j in 0..3 {
         assert!(healing.unmonitored(j).await, "sentinel-{j} got a guess");
@@ -701,7 +682,7 @@ async fn a_same_epoch_stale_registration_is_corrected_not_skipped() {
         addr(master)
     );
     healing.wait_monitors(2, master, WAIT).await;
-    assert!(healing.heals("wrong_master", "ok") >= 1);
+    healing.wait_heals("wrong_master", "ok", 1).await;
     healing.finish(&[master]).await;
 }
 
@@ -729,29 +710,10 @@ async fn a_refused_set_is_a_failed_heal_retried_and_never_counted_done() {
         .restart_sentinel(2, SentinelStart::Wiped)
         .await
         .expect("restart wiped");
-    let registry = Arc::clone(&healing.coordinator().registry);
-    poll_until("three failed heals", WAIT, POLL_EVERY, || {
-        let failed: u64 = registry
-            .stats()
-            .heals
-            .iter()
-            .filter(|entry| entry.key().1 == "failed")
-            .map(|entry| entry.value().load(std::sync::atomic::Ordering::Relaxed))
-            .sum();
-        async move {
-            if failed >= 3 {
-                Probe::Ready(())
-            } else {
-                Probe::Pending(format!("{failed} failed"))
-            }
-        }
-    })
-    .await
-    .expect("the refused heals are counted as failures and retried");
-    assert!(
-        healing.heals("unmonitored", "failed") >= 1,
-        "the wiped sentinel's registration was tried"
-    );
+    // Failures are retried after the cool-down, so three take a few seconds.
+    healing.wait_heals("*", "failed", 3).await;
+    // The wiped sentinel's registration was tried (MONITOR applied, SET refused) too.
+    healing.wait_heals("unmonitored", "failed", 1).await;
     for reason in ["unmonitored", "settings", "wrong_master", "data_plane"] {
         assert_eq!(healing.heals(reason, "ok"), 0, "{reason} counted done");
     }

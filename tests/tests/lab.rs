@@ -233,27 +233,4 @@ async fn aux_process_dies_with_the_lab() {
     );
 }
 
-macro_rules! on_every_version {
-    ($scenario:ident) => {
-        mod $scenario {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v8_0_1() {
-                $scenario(ValkeyVersion::V8_0_1).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v8_1_8() {
-                $scenario(ValkeyVersion::V8_1_8).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn v9_1_2() {
-                $scenario(ValkeyVersion::V9_1_2).await;
-            }
-        }
-    };
-}
-
-on_every_version!(auth_group_fails_over);
+valkey_lab::on_every_version!(auth_group_fails_over);
