@@ -195,6 +195,11 @@ async fn start_with(
         sentinels = ?sentinels.iter().map(ToString::to_string).collect::<Vec<_>>(),
         peers = ?config.server.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         auth = config.server.users.auth_required(),
+        healing = config.heal.is_some(),
+        data_pods = ?config
+            .heal
+            .as_ref()
+            .map(|heal| heal.data_pods.iter().map(ToString::to_string).collect::<Vec<_>>()),
         "coordinator starting"
     );
 
