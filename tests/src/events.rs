@@ -137,6 +137,18 @@ impl EventLog {
             .clone()
     }
 
+    /// Every `+reset-master` so far, as `sentinel-<j> <payload>`. DESIGN 4 allows a reset only
+    /// right after a failover the system itself triggered for a departing master, so every
+    /// other scenario expects none: a premature reset zeroes the replica count and lets a
+    /// restarting pod elect a second master.
+    pub fn resets(&self) -> Vec<String> {
+        self.snapshot()
+            .iter()
+            .filter(|event| event.event.channel == Channel::ResetMaster)
+            .map(|event| format!("sentinel-{} {}", event.sentinel, event.payload()))
+            .collect()
+    }
+
     /// A live stream of events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ReceivedEvent> {
         self.shared.stream.subscribe()

@@ -427,7 +427,9 @@ async fn killed_master_moves_the_verdict_once(version: ValkeyVersion) {
         "raw sentinel events reach the tap: {tapped:?}"
     );
     coordinator.stop().await;
+    let resets = events.resets();
     events.stop().await;
+    assert!(resets.is_empty(), "a sentinel was reset: {resets:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,7 +501,9 @@ async fn a_sentinel_re_registered_on_the_old_master_at_a_lower_epoch_changes_not
         .collect();
     assert!(switches.is_empty(), "{switches:?}");
     coordinator.stop().await;
+    let resets = events.resets();
     events.stop().await;
+    assert!(resets.is_empty(), "a sentinel was reset: {resets:?}");
 }
 
 /// Measurement, not run by default (each failover takes several seconds): the time from the
@@ -572,7 +576,9 @@ async fn measure_switch_lag_over_many_failovers() {
         );
     }
     coordinator.stop().await;
+    let resets = events.resets();
     events.stop().await;
+    assert!(resets.is_empty(), "a sentinel was reset: {resets:?}");
 }
 
 /// A "sentinel" that confirms subscriptions like a real one and answers every poll with `lie`.

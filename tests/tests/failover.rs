@@ -210,6 +210,11 @@ async fn master_killed(version: ValkeyVersion) {
         "two masters at once: {dual:?}\n{}",
         timeline.changes()
     );
+    assert_eq!(
+        events.resets(),
+        Vec::<String>::new(),
+        "a sentinel was reset"
+    );
 
     // An unplanned kill -9 may lose what the master acknowledged but had not shipped yet
     // (replication is asynchronous): count it for the log, do not assert it away.
@@ -279,6 +284,11 @@ async fn stale_master_demoted(version: ValkeyVersion) {
         .await
         .expect("sentinels still name the new master");
     assert_eq!(still.config_epoch, f.epoch, "no second failover happened");
+    assert_eq!(
+        events.resets(),
+        Vec::<String>::new(),
+        "a sentinel was reset"
+    );
 
     let timeline = sampler.stop().await;
     // The conversion takes effect when the pod processes REPLICAOF, a moment after the event;

@@ -222,12 +222,8 @@ impl Healing {
         if let Some(coordinator) = self.coordinator.take() {
             coordinator.stop().await.expect("coordinator stops");
         }
-        let events = self.events.stop().await;
-        let resets: Vec<String> = events
-            .iter()
-            .filter(|e| e.channel() == "+reset-master")
-            .map(|e| format!("sentinel-{} {}", e.sentinel, e.payload()))
-            .collect();
+        let resets = self.events.resets();
+        self.events.stop().await;
         assert!(resets.is_empty(), "a sentinel was reset: {resets:?}");
         let allowed: BTreeSet<Addr> = allowed.iter().copied().map(addr).collect();
         let named = self.masters_named.lock().expect("not poisoned").clone();

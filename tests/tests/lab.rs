@@ -154,6 +154,34 @@ async fn paused_replica_goes_down_and_comes_back() {
         .expect("replica linked again");
 }
 
+/// The "no `+reset-master`" check every scenario ends with can fail: a real `SENTINEL RESET`
+/// shows up in the event log's resets, with the sentinel that published it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_reset_is_seen_by_the_event_log() {
+    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+        .start()
+        .await
+        .expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    let events = EventLog::start(&lab).await.expect("subscribe");
+    assert_eq!(events.resets(), Vec::<String>::new());
+    let mut sentinel = lab.client(PodId::Sentinel(1)).await.expect("connect");
+    sentinel
+        .call(&["SENTINEL", "RESET", "mymaster"])
+        .await
+        .expect("reset");
+    events
+        .wait_any(Channel::ResetMaster, |_| true, WAIT)
+        .await
+        .expect("+reset-master");
+    let resets = events.resets();
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert!(
+        resets[0].starts_with("sentinel-1 master mymaster "),
+        "{resets:?}"
+    );
+}
+
 /// Stop everything (SIGTERM, RDB saved), start it again with wiped sentinels: the data survives
 /// on the data dirs, the sentinels monitor nothing until registered, then the group re-forms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
