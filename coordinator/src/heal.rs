@@ -69,6 +69,25 @@ impl MonitorSettings {
             parallel_syncs: unsigned(record.parallel_syncs),
         }
     }
+
+    /// The sentinel option each setting is, in the order a registration sets them (`quorum`
+    /// last: `MONITOR` takes it, but a monitor that already existed keeps its own).
+    pub const OPTIONS: [&'static str; 4] = [
+        "down-after-milliseconds",
+        "failover-timeout",
+        "parallel-syncs",
+        "quorum",
+    ];
+
+    /// The values, in the order of [`Self::OPTIONS`].
+    pub fn values(&self) -> [u64; 4] {
+        [
+            self.down_after_ms,
+            self.failover_timeout_ms,
+            self.parallel_syncs,
+            self.quorum,
+        ]
+    }
 }
 
 /// How the healer registers monitors.

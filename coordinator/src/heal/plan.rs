@@ -51,30 +51,28 @@ pub struct ExplicitSettings {
 }
 
 impl ExplicitSettings {
+    /// The values, in the order of [`MonitorSettings::OPTIONS`].
+    fn values(&self) -> [Option<u64>; 4] {
+        [
+            self.down_after_ms,
+            self.failover_timeout_ms,
+            self.parallel_syncs,
+            self.quorum,
+        ]
+    }
+
     /// The settings of `actual` that differ from an explicit one, as `(option, wanted)`.
     pub fn differences(&self, actual: &MonitorSettings) -> Vec<(&'static str, u64)> {
-        let mut differences = Vec::new();
-        for (option, wanted, found) in [
-            ("quorum", self.quorum, actual.quorum),
-            (
-                "down-after-milliseconds",
-                self.down_after_ms,
-                actual.down_after_ms,
-            ),
-            (
-                "failover-timeout",
-                self.failover_timeout_ms,
-                actual.failover_timeout_ms,
-            ),
-            ("parallel-syncs", self.parallel_syncs, actual.parallel_syncs),
-        ] {
-            if let Some(wanted) = wanted
-                && wanted != found
-            {
-                differences.push((option, wanted));
-            }
-        }
-        differences
+        MonitorSettings::OPTIONS
+            .into_iter()
+            .zip(self.values())
+            .zip(actual.values())
+            .filter_map(|((option, wanted), found)| {
+                wanted
+                    .filter(|wanted| *wanted != found)
+                    .map(|wanted| (option, wanted))
+            })
+            .collect()
     }
 }
 

@@ -140,20 +140,14 @@ pub async fn reconfigure(
     read_back(connection, spec).await
 }
 
-/// Every option a registration sets: the three timings and, when configured, the data pods'
-/// credentials. The quorum goes with `MONITOR`.
+/// Every option a registration sets: every monitor setting and, when configured, the data
+/// pods' credentials.
 fn every_option(spec: &MonitorSpec) -> Vec<(&'static str, String)> {
-    let settings = &spec.settings;
-    let mut options = vec![
-        (
-            "down-after-milliseconds",
-            settings.down_after_ms.to_string(),
-        ),
-        ("failover-timeout", settings.failover_timeout_ms.to_string()),
-        ("parallel-syncs", settings.parallel_syncs.to_string()),
-        // MONITOR takes the quorum, but a monitor that already existed keeps its own.
-        ("quorum", settings.quorum.to_string()),
-    ];
+    let mut options: Vec<(&'static str, String)> = MonitorSettings::OPTIONS
+        .into_iter()
+        .zip(spec.settings.values())
+        .map(|(option, value)| (option, value.to_string()))
+        .collect();
     if let Some(user) = &spec.auth_user {
         options.push(("auth-user", user.clone()));
     }
@@ -218,32 +212,17 @@ async fn read_back(
         });
     }
     let found = MonitorSettings::of(&record);
-    let wanted = spec.settings;
-    for (option, expected, actual) in [
-        ("quorum", wanted.quorum, found.quorum),
-        (
-            "down-after-milliseconds",
-            wanted.down_after_ms,
-            found.down_after_ms,
-        ),
-        (
-            "failover-timeout",
-            wanted.failover_timeout_ms,
-            found.failover_timeout_ms,
-        ),
-        (
-            "parallel-syncs",
-            wanted.parallel_syncs,
-            found.parallel_syncs,
-        ),
-    ] {
-        if expected != actual {
-            return Err(HealError::Mismatch {
-                option,
-                expected: expected.to_string(),
-                found: actual.to_string(),
-            });
-        }
+    let mismatch = MonitorSettings::OPTIONS
+        .into_iter()
+        .zip(spec.settings.values())
+        .zip(found.values())
+        .find(|((_, expected), actual)| expected != actual);
+    if let Some(((option, expected), actual)) = mismatch {
+        return Err(HealError::Mismatch {
+            option,
+            expected: expected.to_string(),
+            found: actual.to_string(),
+        });
     }
     Ok(found)
 }
