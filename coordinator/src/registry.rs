@@ -327,14 +327,7 @@ impl Stats {
 
     /// Counts one command served.
     pub fn count_command(&self, name: &'static str) {
-        if let Some(counter) = self.commands.get(name) {
-            counter.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.commands
-            .entry(name)
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+        self.count_commands(name, 1);
     }
 }
 

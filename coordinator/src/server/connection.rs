@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::dispatch::{Session, execute};
-use crate::registry::{LocalLatency, TapMessage, TapScope};
+use crate::registry::{LocalLatency, Stats, TapMessage, TapScope};
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,15 +179,33 @@ fn run_batch(
     codec: &mut RequestCodec,
     counts: &mut BatchCounts,
 ) -> (usize, bool) {
-    let outcome = run_requests(input, output, session, shared, codec, counts);
-    let stats = shared.registry.stats();
-    for (name, count) in counts.commands.drain(..) {
-        stats.count_commands(name, count);
-    }
-    stats
-        .command_latency
-        .merge(&std::mem::take(&mut counts.latency));
-    outcome
+    let mut ran = 0;
+    let protocol_error = loop {
+        if session.closing {
+            break false;
+        }
+        match codec.decode(input) {
+            Ok(Some(args)) => {
+                let started = Instant::now();
+                let name = execute(&args, session, shared, codec, output);
+                counts.count(name);
+                counts.latency.observe(started.elapsed());
+                ran += 1;
+            }
+            Ok(None) => break false,
+            Err(error) => {
+                if let Some(reply) = error.reply() {
+                    let _ = reply.encode(session.protocol, output);
+                } else {
+                    let _ = Reply::error("ERR Protocol error").encode(session.protocol, output);
+                }
+                tracing::debug!(client = session.id, peer = %session.peer, %error, "protocol error");
+                break true;
+            }
+        }
+    };
+    counts.add_to(shared.registry.stats());
+    (ran, protocol_error)
 }
 
 /// What one batch ran, by command (consecutive runs of one command share an entry), and how
@@ -206,40 +224,15 @@ impl BatchCounts {
             _ => self.commands.push((name, 1)),
         }
     }
-}
 
-fn run_requests(
-    input: &mut BytesMut,
-    output: &mut BytesMut,
-    session: &mut Session,
-    shared: &Shared,
-    codec: &mut RequestCodec,
-    counts: &mut BatchCounts,
-) -> (usize, bool) {
-    let mut ran = 0;
-    loop {
-        if session.closing {
-            return (ran, false);
+    /// Adds the batch to the shared counters and empties it.
+    fn add_to(&mut self, stats: &Stats) {
+        for (name, count) in self.commands.drain(..) {
+            stats.count_commands(name, count);
         }
-        match codec.decode(input) {
-            Ok(Some(args)) => {
-                let started = Instant::now();
-                let name = execute(&args, session, shared, codec, output);
-                counts.count(name);
-                counts.latency.observe(started.elapsed());
-                ran += 1;
-            }
-            Ok(None) => return (ran, false),
-            Err(error) => {
-                if let Some(reply) = error.reply() {
-                    let _ = reply.encode(session.protocol, output);
-                } else {
-                    let _ = Reply::error("ERR Protocol error").encode(session.protocol, output);
-                }
-                tracing::debug!(client = session.id, peer = %session.peer, %error, "protocol error");
-                return (ran, true);
-            }
-        }
+        stats
+            .command_latency
+            .merge(&std::mem::take(&mut self.latency));
     }
 }
 
