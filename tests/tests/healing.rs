@@ -41,15 +41,26 @@ struct Healing {
     masters_named: Arc<Mutex<BTreeSet<Addr>>>,
 }
 
+/// A lab built from `spec` that has formed, for scenarios that prepare it before the coordinator
+/// starts.
+async fn formed_lab(spec: LabSpec) -> Lab {
+    let lab = spec.start().await.expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    lab
+}
+
 impl Healing {
     async fn start(spec: LabSpec) -> Self {
-        let lab = spec.start().await.expect("lab starts");
-        lab.wait_formed(WAIT).await.expect("group forms");
-        Self::on(lab).await
+        Self::on(formed_lab(spec).await).await
     }
 
     /// Subscribes to the sentinels and starts the coordinator on `lab` as it is now.
     async fn on(lab: Lab) -> Self {
+        Self::on_with(lab, |_| {}).await
+    }
+
+    /// [`Self::on`], with the healer's settings adjusted by `tweak`.
+    async fn on_with(lab: Lab, tweak: impl FnOnce(&mut HealConfig)) -> Self {
         let events = EventLog::start(&lab).await.expect("subscribe to sentinels");
         let mut healing = Self {
             lab,
@@ -57,16 +68,12 @@ impl Healing {
             coordinator: None,
             masters_named: Arc::default(),
         };
-        healing.start_coordinator().await;
+        healing.start_coordinator(tweak).await;
         healing
     }
 
-    async fn start_coordinator(&mut self) {
-        self.start_coordinator_with(|_| {}).await;
-    }
-
     /// Starts the coordinator with the lab's settings, adjusted by `tweak`.
-    async fn start_coordinator_with(&mut self, tweak: impl FnOnce(&mut HealConfig)) {
+    async fn start_coordinator(&mut self, tweak: impl FnOnce(&mut HealConfig)) {
         let lab = &self.lab;
         let spec = lab.spec();
         let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
@@ -526,12 +533,7 @@ async fn all_three_wiped_are_rebuilt_on_the_clear_master() {
 /// the refusal is counted; once the pods are repaired, the monitors are rebuilt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_three_wiped_with_two_masters_register_the_one_with_replicas_or_nothing() {
-    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .start()
-        .await
-        .expect("lab starts");
-    lab.wait_formed(WAIT).await.expect("group forms");
-    let mut lab = lab;
+    let mut lab = formed_lab(LabSpec::new(ValkeyVersion::V9_1_2)).await;
     for j in 0..3 {
         lab.kill(PodId::Sentinel(j));
     }
@@ -611,11 +613,7 @@ async fn all_three_wiped_with_two_masters_register_the_one_with_replicas_or_noth
 /// sentinels' own gossip or by a heal after the grace period).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_registered_stale_master_converges_and_never_wins() {
-    let mut lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .start()
-        .await
-        .expect("lab starts");
-    lab.wait_formed(WAIT).await.expect("group forms");
+    let mut lab = formed_lab(LabSpec::new(ValkeyVersion::V9_1_2)).await;
     let old = lab.data_addr(0);
     let mut sentinel = lab.client(PodId::Sentinel(0)).await.expect("connect");
     sentinel
@@ -652,11 +650,7 @@ async fn a_hand_registered_stale_master_converges_and_never_wins() {
 /// period, and the majority's master stays the verdict throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_same_epoch_stale_registration_is_corrected_not_skipped() {
-    let mut lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .start()
-        .await
-        .expect("lab starts");
-    lab.wait_formed(WAIT).await.expect("group forms");
+    let mut lab = formed_lab(LabSpec::new(ValkeyVersion::V9_1_2)).await;
     let master = lab.data_addr(0);
     lab.restart_sentinel(2, SentinelStart::Wiped)
         .await
@@ -687,20 +681,11 @@ async fn a_same_epoch_stale_registration_is_corrected_not_skipped() {
 /// would not match even where the `SET` half-applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_set_is_a_failed_heal_retried_and_never_counted_done() {
-    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .start()
-        .await
-        .expect("lab starts");
-    lab.wait_formed(WAIT).await.expect("group forms");
-    let mut healing = Healing {
-        events: EventLog::start(&lab).await.expect("subscribe"),
-        lab,
-        coordinator: None,
-        masters_named: Arc::default(),
-    };
-    healing
-        .start_coordinator_with(|heal| heal.explicit.down_after_ms = Some(0))
-        .await;
+    let mut healing = Healing::on_with(
+        formed_lab(LabSpec::new(ValkeyVersion::V9_1_2)).await,
+        |heal| heal.explicit.down_after_ms = Some(0),
+    )
+    .await;
     healing
         .lab
         .restart_sentinel(2, SentinelStart::Wiped)
