@@ -216,13 +216,11 @@ impl Healer {
     }
 
     async fn step(&mut self, state: &NameState, planner_config: &PlannerConfig) {
-        let configured = self.registry.configured_sentinels();
-        let monitors = state.monitors.clone();
         let snapshot = Snapshot {
-            configured_sentinels: configured,
+            configured_sentinels: self.registry.configured_sentinels(),
             verdict: &state.verdict,
             views: &state.views,
-            monitors: &monitors,
+            monitors: &state.monitors,
             now: self.now(),
             freshness: self.context.freshness,
         };
