@@ -249,6 +249,26 @@ impl RunId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A fresh 40-hex run id, for an instance started without one (the coordinator's own
+    /// `SENTINEL MYID`). Unique per process start, which is what a sentinel's run id is; not a
+    /// secret, so std's randomly keyed hasher is entropy enough.
+    pub fn random() -> Self {
+        use std::collections::hash_map::RandomState;
+        use std::hash::{BuildHasher, Hasher};
+
+        let mut id = String::with_capacity(40);
+        let mut round = 0u64;
+        while id.len() < 40 {
+            let mut hasher = RandomState::new().build_hasher();
+            hasher.write_u64(round);
+            hasher.write_u32(std::process::id());
+            id.push_str(&format!("{:016x}", hasher.finish()));
+            round += 1;
+        }
+        id.truncate(40);
+        Self(id)
+    }
 }
 
 impl fmt::Display for RunId {

@@ -11,20 +11,19 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::addr::Addr;
-use crate::heal::{self, HealConfig, plan::ExplicitSettings};
+use crate::addr::{Addr, RunId};
+use crate::lifecycle::{self, Budget, Target};
 use crate::secret::{self, Secret, SecretError};
-use crate::server::{self, Permissions, ServerConfig, Users};
-use crate::service::ServiceConfig;
-use crate::upstream::{self, UpstreamConfig};
+use crate::sentinel::conn::Credentials;
+use crate::service::heal::{self, HealConfig, plan::ExplicitSettings};
+use crate::service::links::{self, UpstreamConfig};
+use crate::service::server::{self, Permissions, ServerConfig, Users};
+use crate::service::{self, ServiceConfig};
 use crate::verdict;
 
 /// Where clients reach the coordinator unless told otherwise: the sentinel port, so a client
 /// needs no port of its own, on loopback, so nothing is exposed until an operator says so.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:26379";
-
-/// How long a graceful shutdown may take before the remaining tasks are abandoned.
-pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5_000;
 
 /// Serves the master a majority of Valkey sentinels agree on, as a sentinel-compatible endpoint.
 #[derive(Debug, Parser)]
@@ -64,6 +63,207 @@ pub enum Command {
     /// Run a local 3 data + 3 sentinel Valkey group on loopback with a coordinator on top, and
     /// print the live verdict and events until Ctrl-C (builds with the `demo` feature only).
     Demo(DemoArgs),
+    /// Lifecycle action: decide whether this data pod starts as master or as whose replica,
+    /// write the decision as valkey.conf directives to --write-config, print `master` or
+    /// `replica HOST PORT`.
+    Startup(StartupArgs),
+    /// Lifecycle action: print this pod's role versioned by the agreed config epoch
+    /// (`primary EPOCH`, `secondary EPOCH` or `secondary`); exit 1 with empty stdout when no role
+    /// can be proven.
+    RoleProbe(ActionArgs),
+    /// Lifecycle action: make the leaving pod (--pod) safe to remove: fail over first if it is
+    /// the master.
+    MemberLeave(ActionArgs),
+    /// Lifecycle action: move the master away from --pod (to --candidate when given) without
+    /// losing an acknowledged write.
+    Switchover(SwitchoverArgs),
+    /// For operators: one survey of every sentinel and data pod, printed as a table (exit 0
+    /// when a master is agreed).
+    Status(StatusArgs),
+}
+
+/// What every lifecycle action is told: the group, the pod it is about, where to ask, its
+/// budget, and the credentials (passwords from files or the environment only).
+#[derive(Debug, Clone, Args)]
+pub struct ActionArgs {
+    /// The master name the sentinels monitor.
+    #[arg(
+        long = "master-name",
+        value_name = "NAME",
+        default_value = "mymaster",
+        env = "VALKEY_COORDINATOR_MASTER_NAME"
+    )]
+    pub master_name: String,
+
+    /// A sentinel, HOST:PORT: every configured sentinel (repeat, or comma-separate in the
+    /// environment). Majorities are of this list's length.
+    #[arg(
+        long = "sentinel",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        env = "VALKEY_COORDINATOR_SENTINEL"
+    )]
+    pub sentinels: Vec<Addr>,
+
+    /// A data pod, HOST:PORT: every data pod, in ordinal order (repeat, or comma-separate).
+    #[arg(
+        long = "data-pod",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        env = "VALKEY_COORDINATOR_DATA_POD"
+    )]
+    pub data_pods: Vec<Addr>,
+
+    /// The pod this action is about: the pod itself (startup, role-probe), the leaving pod
+    /// (member-leave), the current master as the caller knows it (switchover).
+    #[arg(long, value_name = "HOST:PORT", env = "VALKEY_COORDINATOR_POD")]
+    pub pod: Option<Addr>,
+
+    /// A coordinator asked first (repeat, or comma-separate); the sentinels are asked directly
+    /// when none gives an agreed verdict within its share of the budget.
+    #[arg(
+        long = "coordinator",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        env = "VALKEY_COORDINATOR_COORDINATOR"
+    )]
+    pub coordinators: Vec<Addr>,
+
+    /// The action's whole budget in milliseconds; keep it below the action's timeout in
+    /// KubeBlocks (30 s when unset there), which kills the process at it.
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(lifecycle::DEFAULT_TIMEOUT), env = "VALKEY_COORDINATOR_TIMEOUT_MS")]
+    pub timeout_ms: u64,
+
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+/// The credentials an action may need, as `serve` takes them.
+#[derive(Debug, Clone, Args)]
+pub struct CredentialArgs {
+    /// The user to authenticate as to the sentinels (the `default` user when absent).
+    #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_SENTINEL_USER")]
+    pub sentinel_user: Option<String>,
+
+    /// A file holding the sentinels' password (or VALKEY_COORDINATOR_SENTINEL_PASSWORD).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_SENTINEL_PASSWORD_FILE"
+    )]
+    pub sentinel_password_file: Option<PathBuf>,
+
+    /// The ACL user to authenticate as to the data pods (the `default` user when absent).
+    #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_DATA_USER")]
+    pub data_user: Option<String>,
+
+    /// A file holding the data pods' password (or VALKEY_COORDINATOR_DATA_PASSWORD).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_DATA_PASSWORD_FILE"
+    )]
+    pub data_password_file: Option<PathBuf>,
+
+    /// The user to authenticate as to the coordinators (the `default` user when absent).
+    #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_COORDINATOR_USER")]
+    pub coordinator_user: Option<String>,
+
+    /// A file holding the coordinators' password (or VALKEY_COORDINATOR_COORDINATOR_PASSWORD).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_COORDINATOR_PASSWORD_FILE"
+    )]
+    pub coordinator_password_file: Option<PathBuf>,
+}
+
+/// The `startup` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StartupArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// Where the decision is written (atomically) as valkey.conf directives; the server starts
+    /// with `include PATH`.
+    #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_WRITE_CONFIG")]
+    pub write_config: PathBuf,
+
+    /// The pod's own replica-priority once it has synced (it starts at 0, never promotable
+    /// before its first sync).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        env = "VALKEY_COORDINATOR_REPLICA_PRIORITY"
+    )]
+    pub replica_priority: u64,
+}
+
+/// The `switchover` flags.
+#[derive(Debug, Clone, Args)]
+pub struct SwitchoverArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// The pod to promote, HOST:PORT; any eligible replica when absent.
+    #[arg(long, value_name = "HOST:PORT", env = "VALKEY_COORDINATOR_CANDIDATE")]
+    pub candidate: Option<Addr>,
+
+    /// Where captured replica priorities are kept, so a run killed mid-way and run again
+    /// restores them.
+    #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+}
+
+/// The `status` flags.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// Print JSON instead of a table.
+    #[arg(long, env = "VALKEY_COORDINATOR_STATUS_JSON")]
+    pub json: bool,
+}
+
+impl ActionArgs {
+    /// Loads the secrets and describes the group.
+    pub fn into_target(self) -> Result<(Target, Budget), ConfigError> {
+        if self.timeout_ms == 0 {
+            return Err(ConfigError::Zero("timeout-ms"));
+        }
+        let credentials = self.credentials;
+        let load = |what: &'static str, env: &str, file: Option<&std::path::Path>| {
+            let inline = std::env::var(env).ok();
+            secret::inline_or_file(what, inline.as_deref(), file)
+        };
+        let sentinel = load(
+            "the sentinel password",
+            "VALKEY_COORDINATOR_SENTINEL_PASSWORD",
+            credentials.sentinel_password_file.as_deref(),
+        )?;
+        let data = load(
+            "the data pods' password",
+            "VALKEY_COORDINATOR_DATA_PASSWORD",
+            credentials.data_password_file.as_deref(),
+        )?;
+        let coordinator = load(
+            "the coordinators' password",
+            "VALKEY_COORDINATOR_COORDINATOR_PASSWORD",
+            credentials.coordinator_password_file.as_deref(),
+        )?;
+        let with_user = |user: Option<String>, password: Option<Secret>| {
+            password.map(|password| Credentials { user, password })
+        };
+        let mut target = Target::new(self.master_name, self.sentinels, self.data_pods);
+        target.pod = self.pod;
+        target.coordinators = self.coordinators;
+        target.sentinel_credentials = with_user(credentials.sentinel_user, sentinel);
+        target.data_credentials = with_user(credentials.data_user, data);
+        target.coordinator_credentials = with_user(credentials.coordinator_user, coordinator);
+        Ok((target, Budget::new(Duration::from_millis(self.timeout_ms))))
+    }
 }
 
 /// The `demo` flags.
@@ -208,11 +408,11 @@ pub struct ServeArgs {
     pub freshness_ms: u64,
 
     /// How often each sentinel is polled, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = duration_ms(upstream::DEFAULT_POLL_INTERVAL), env = "VALKEY_COORDINATOR_POLL_INTERVAL_MS")]
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(links::DEFAULT_POLL_INTERVAL), env = "VALKEY_COORDINATOR_POLL_INTERVAL_MS")]
     pub poll_interval_ms: u64,
 
     /// The deadline of one poll round against one sentinel, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = duration_ms(upstream::DEFAULT_QUERY_TIMEOUT), env = "VALKEY_COORDINATOR_QUERY_TIMEOUT_MS")]
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(links::DEFAULT_QUERY_TIMEOUT), env = "VALKEY_COORDINATOR_QUERY_TIMEOUT_MS")]
     pub query_timeout_ms: u64,
 
     /// Clients served at once; one more is told so and closed.
@@ -224,7 +424,7 @@ pub struct ServeArgs {
     pub idle_timeout_ms: u64,
 
     /// How long a graceful shutdown may take, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, env = "VALKEY_COORDINATOR_SHUTDOWN_GRACE_MS")]
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(service::DEFAULT_SHUTDOWN_GRACE), env = "VALKEY_COORDINATOR_SHUTDOWN_GRACE_MS")]
     pub shutdown_grace_ms: u64,
 
     /// Do not heal sentinels (healing re-registers `SENTINEL MONITOR` on sentinels that lost or
@@ -379,8 +579,6 @@ pub enum ConfigError {
     Secret(#[from] SecretError),
     #[error("--my-id must be 40 hexadecimal characters")]
     InvalidMyId,
-    #[error("the sentinel password must be UTF-8")]
-    SentinelPasswordNotUtf8,
     #[error("the data pods' password must be UTF-8")]
     DataPasswordNotUtf8,
     #[error("--{0} must be greater than zero")]
@@ -407,7 +605,7 @@ impl ServeArgs {
                 id.to_ascii_lowercase()
             }
             Some(_) => return Err(ConfigError::InvalidMyId),
-            None => random_run_id(),
+            None => RunId::random().as_str().to_owned(),
         };
 
         let mut users = Users::default();
@@ -428,16 +626,10 @@ impl ServeArgs {
             self.sentinel_password.as_deref(),
             self.sentinel_password_file.as_deref(),
         )?;
-        let credentials = match sentinel_password {
-            Some(password) => Some((
-                self.sentinel_user,
-                password
-                    .expose_str()
-                    .ok_or(ConfigError::SentinelPasswordNotUtf8)?
-                    .to_owned(),
-            )),
-            None => None,
-        };
+        let credentials = sentinel_password.map(|password| Credentials {
+            user: self.sentinel_user,
+            password,
+        });
 
         let mut upstream = UpstreamConfig::new(self.sentinels, self.master_names);
         upstream.credentials = credentials;
@@ -505,25 +697,6 @@ impl ServeArgs {
     }
 }
 
-/// A run id for an instance started without one. Unique per process start, which is what a
-/// sentinel's run id is; not a secret, so std's randomly keyed hasher is entropy enough.
-pub fn random_run_id() -> String {
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-
-    let mut id = String::with_capacity(40);
-    let mut round = 0u64;
-    while id.len() < 40 {
-        let mut hasher = RandomState::new().build_hasher();
-        hasher.write_u64(round);
-        hasher.write_u32(std::process::id());
-        id.push_str(&format!("{:016x}", hasher.finish()));
-        round += 1;
-    }
-    id.truncate(40);
-    id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -532,7 +705,15 @@ mod tests {
     fn the_help_documents_every_flag_with_its_environment_variable() {
         use clap::CommandFactory;
         let mut command = Cli::command();
-        for subcommand in ["serve", "demo"] {
+        for subcommand in [
+            "serve",
+            "demo",
+            "startup",
+            "role-probe",
+            "member-leave",
+            "switchover",
+            "status",
+        ] {
             let subcommand = command
                 .find_subcommand_mut(subcommand)
                 .unwrap_or_else(|| panic!("{subcommand} exists"));
@@ -569,13 +750,5 @@ mod tests {
         assert!("app:root:/x".parse::<UserSpec>().is_err());
         assert!("app:client".parse::<UserSpec>().is_err());
         assert!("default:admin:/x".parse::<UserSpec>().is_err());
-    }
-
-    #[test]
-    fn run_ids_are_forty_hex_and_differ() {
-        let a = random_run_id();
-        assert_eq!(a.len(), 40);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(a, random_run_id());
     }
 }

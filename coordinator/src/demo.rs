@@ -15,8 +15,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::cli::DemoArgs;
-use valkey_coordinator::registry::NameState;
-use valkey_coordinator::server::status;
+use valkey_coordinator::service::registry::NameState;
+use valkey_coordinator::service::server::status;
 use valkey_coordinator::service::{self, ServiceConfig};
 use valkey_lab::sentinel_protocol::role::Role;
 use valkey_lab::{Lab, LabSpec, PodId, ValkeyVersion};
@@ -119,7 +119,7 @@ async fn follow(
             message = tap.recv() => match message {
                 Ok(message) => println!(
                     "tap      {} {}",
-                    String::from_utf8_lossy(&message.channel),
+                    message.channel,
                     String::from_utf8_lossy(&message.payload)
                 ),
                 Err(RecvError::Lagged(skipped)) => println!("tap      ({skipped} messages skipped)"),
@@ -151,7 +151,7 @@ fn settled(state: &NameState, sentinels: usize) -> bool {
         .is_some_and(|agreement| agreement.votes == sentinels && !agreement.failover_in_progress)
 }
 
-fn print_verdict(state: &NameState, registry: &valkey_coordinator::registry::Registry) {
+fn print_verdict(state: &NameState, registry: &valkey_coordinator::service::registry::Registry) {
     println!("verdict  {}", state.verdict);
     for line in status::verdict_text(state, registry).lines() {
         println!("         {line}");

@@ -1,8 +1,9 @@
 //! The `valkey-coordinator` binary: parses the command line, sets up logging and signals, and
-//! runs the service until SIGTERM or SIGINT.
+//! runs the service until SIGTERM or SIGINT, or runs one lifecycle action and exits.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when the service fails or does not stop within its
-//! grace period, 2 for a bad command line (clap's convention).
+//! Exit codes: 0 after a clean shutdown or a proven action, 1 when the service fails or does
+//! not stop within its grace period or an action cannot prove success, 2 for a bad command line
+//! (clap's convention).
 
 use std::process::ExitCode;
 
@@ -11,7 +12,7 @@ use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use valkey_coordinator::cli::{Cli, Command, LogFormat};
-use valkey_coordinator::service;
+use valkey_coordinator::{lifecycle, service};
 
 #[cfg(feature = "demo")]
 mod demo;
@@ -21,7 +22,11 @@ const LOG_ENV: &str = "VALKEY_COORDINATOR_LOG";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Some(action) = Action::of(&cli.command) {
+        init_logging(cli.log_format, "warn");
+        return run_action(action, cli.command);
+    }
+    init_logging(cli.log_format, "info");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -31,8 +36,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -67,8 +72,129 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Demo(args) => demo(args).await,
+            _ => unreachable!("lifecycle actions run in run_action"),
         }
     })
+}
+
+/// The lifecycle actions, by the name their one failure line starts with.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Startup,
+    RoleProbe,
+    MemberLeave,
+    Switchover,
+    Status,
+}
+
+impl Action {
+    fn of(command: &Command) -> Option<Self> {
+        Some(match command {
+            Command::Startup(_) => Self::Startup,
+            Command::RoleProbe(_) => Self::RoleProbe,
+            Command::MemberLeave(_) => Self::MemberLeave,
+            Command::Switchover(_) => Self::Switchover,
+            Command::Status(_) => Self::Status,
+            Command::Serve(_) | Command::Demo(_) => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::RoleProbe => "role-probe",
+            Self::MemberLeave => "member-leave",
+            Self::Switchover => "switchover",
+            Self::Status => "status",
+        }
+    }
+}
+
+/// Runs one lifecycle action on a single-threaded runtime (they are one-shot and mostly wait)
+/// and keeps the contract: on success its line on stdout and exit 0; on failure nothing on
+/// stdout, one line on stderr, exit 1.
+fn run_action(action: Action, command: Command) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!(
+                "valkey-coordinator {}: cannot start the async runtime: {error}",
+                action.name()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(action_line(command)) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err((printed, error)) => {
+            if let Some(printed) = printed {
+                print!("{printed}");
+            }
+            eprintln!("valkey-coordinator {}: {error:#}", action.name());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The action's stdout line, or what to print anyway (only `status` prints on failure) and the
+/// reason it failed.
+async fn action_line(command: Command) -> Result<String, (Option<String>, anyhow::Error)> {
+    let plain = |error: anyhow::Error| (None, error);
+    match command {
+        Command::RoleProbe(args) => {
+            let (target, budget) = args.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::role_probe::run(&target, &budget)
+                .await
+                .map(|probe| probe.to_string())
+                .map_err(|e| plain(e.into()))
+        }
+        Command::Status(args) => {
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            let status = lifecycle::status::run(&target, &budget).await;
+            let shown = if args.json {
+                status.json()
+            } else {
+                status.table().trim_end().to_owned()
+            };
+            match status.outcome() {
+                Ok(()) => Ok(shown),
+                Err(error) => Err((Some(format!("{shown}\n")), error.into())),
+            }
+        }
+        Command::Startup(args) => {
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::startup::run(&target, &budget, &args.write_config, args.replica_priority)
+                .await
+                .map(|decision| decision.to_string())
+                .map_err(|e| plain(e.into()))
+        }
+        Command::MemberLeave(args) => {
+            let (target, budget) = args.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::member_leave::run(&target, &budget)
+                .await
+                .map_err(|e| plain(e.into()))
+        }
+        Command::Switchover(args) => {
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::switchover::run(
+                &target,
+                &budget,
+                args.candidate.as_ref(),
+                args.state_file.as_deref(),
+            )
+            .await
+            .map_err(|e| plain(e.into()))
+        }
+        Command::Serve(_) | Command::Demo(_) => {
+            Err(plain(anyhow::anyhow!("not a lifecycle action")))
+        }
+    }
 }
 
 #[cfg(feature = "demo")]

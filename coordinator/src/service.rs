@@ -1,5 +1,10 @@
-//! The service assembled: one registry, the upstream half (sentinel links and verdict owners),
-//! the client server and the metrics endpoint, all stopped by one cancellation token.
+//! The long-running service, assembled: one registry, one owner task per master name, one link
+//! task per sentinel, a healer per name, the client server and the metrics endpoint, all
+//! stopped by one cancellation token.
+//!
+//! Who talks to whom: links ([`links`]) send what each sentinel says to the owner of the name
+//! ([`owner`]), the only writer of that name's slot in the [`registry`]; the healers ([`heal`]),
+//! the client server ([`server`]) and [`metrics`] only read the registry.
 //!
 //! The binary and the scenario tests go through the same [`start`], so what the tests prove is
 //! what runs in production; tests listen on port 0 and read the bound addresses back.
@@ -8,15 +13,30 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod heal;
+pub mod links;
+pub mod metrics;
+pub mod owner;
+pub mod registry;
+pub mod server;
+
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::heal::{self, HealConfig, HealContext};
-use crate::metrics;
-use crate::registry::Registry;
-use crate::server::{self, ServerConfig};
-use crate::upstream::{self, UpstreamConfig};
+use crate::addr::{Addr, RunId};
+use crate::verdict::SentinelId;
+
+use heal::{HealConfig, HealContext};
+use links::{Owners, UpstreamConfig};
+use owner::OwnerConfig;
+use registry::Registry;
+use server::ServerConfig;
+
+/// How long a graceful shutdown may take before the remaining tasks are abandoned.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything the service needs, as the command line or a test builds it.
 #[derive(Debug, Clone)]
@@ -38,14 +58,14 @@ pub struct ServiceConfig {
 impl ServiceConfig {
     /// A configuration with every default, following `names` on `sentinels`, listening on
     /// `listen` without metrics.
-    pub fn new(listen: SocketAddr, sentinels: Vec<crate::addr::Addr>, names: Vec<String>) -> Self {
+    pub fn new(listen: SocketAddr, sentinels: Vec<Addr>, names: Vec<String>) -> Self {
         Self {
             listen,
             metrics_listen: None,
             upstream: UpstreamConfig::new(sentinels, names),
-            server: ServerConfig::new(crate::cli::random_run_id()),
+            server: ServerConfig::new(RunId::random().as_str()),
             heal: None,
-            shutdown_grace: Duration::from_millis(crate::cli::DEFAULT_SHUTDOWN_GRACE_MS),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -141,13 +161,12 @@ async fn start_with(
     config: ServiceConfig,
     shutdown: CancellationToken,
 ) -> Result<RunningService, ServiceError> {
-    let mut sentinels = config.upstream.sentinels.clone();
-    sentinels.sort();
-    sentinels.dedup();
+    let sentinels = links::dedup(config.upstream.sentinels.clone());
+    let names = links::dedup(config.upstream.names.clone());
     if sentinels.is_empty() {
         return Err(ServiceError::NoSentinels);
     }
-    if config.upstream.names.is_empty() {
+    if names.is_empty() {
         return Err(ServiceError::NoNames);
     }
 
@@ -186,12 +205,12 @@ async fn start_with(
         None => None,
     };
 
-    let registry = Arc::new(Registry::new(&config.upstream.names, sentinels.len()));
+    let registry = Arc::new(Registry::new(&names, sentinels.len()));
     let tracker = TaskTracker::new();
     tracing::info!(
         listen = %listen_addr,
         metrics = ?metrics_addr,
-        names = ?config.upstream.names,
+        names = ?names,
         sentinels = ?sentinels.iter().map(ToString::to_string).collect::<Vec<_>>(),
         peers = ?config.server.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
         auth = config.server.users.auth_required(),
@@ -203,37 +222,19 @@ async fn start_with(
         "coordinator starting"
     );
 
-    // The healers read the links' views, so they share the links' clock origin, which only
-    // exists once the links are spawned; what else they need is taken before the links own
-    // the upstream configuration.
-    let healing = config.heal.map(|heal| {
-        let mut names = config.upstream.names.clone();
-        names.sort();
-        names.dedup();
-        let upstream = &config.upstream;
-        let context = (
-            upstream.credentials.clone(),
-            upstream.freshness,
-            upstream.aliases.clone(),
-        );
-        (Arc::new(heal), names, context)
-    });
-    let origin = upstream::spawn(
-        config.upstream,
-        Arc::clone(&registry),
-        &tracker,
-        shutdown.clone(),
-    );
-    if let Some((heal_config, names, (sentinel_credentials, freshness, aliases))) = healing {
+    let origin = follow(&config.upstream, &registry, &tracker, shutdown.clone());
+    let upstream = &config.upstream;
+    if let Some(heal_config) = config.heal {
+        let heal_config = Arc::new(heal_config);
         let context = HealContext {
-            sentinel_credentials,
-            freshness,
-            aliases,
+            sentinel_credentials: upstream.credentials.clone(),
+            freshness: upstream.freshness,
+            aliases: upstream.aliases.clone(),
             origin,
         };
-        for name in names {
+        for name in &names {
             tracker.spawn(heal::run(
-                name,
+                name.clone(),
                 Arc::clone(&heal_config),
                 context.clone(),
                 Arc::clone(&registry),
@@ -270,4 +271,55 @@ async fn start_with(
         tracker,
         grace: config.shutdown_grace,
     })
+}
+
+/// Spawns the upstream half on `tracker`: one owner task per name `registry` knows (of
+/// `upstream.names`) and one link task per configured sentinel, all stopped by `shutdown`.
+/// Returns the origin of the monotonic clock every view is stamped against, for readers that
+/// judge freshness (the healers).
+pub fn follow(
+    upstream: &UpstreamConfig,
+    registry: &Arc<Registry>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Instant {
+    let sentinels = links::dedup(upstream.sentinels.clone());
+    let names: Vec<String> = links::dedup(upstream.names.clone())
+        .into_iter()
+        .filter(|name| registry.get(name).is_some())
+        .collect();
+    // Every view is stamped against one clock origin, shared by the owners that judge
+    // freshness and the healers that read the views.
+    let origin = Instant::now();
+    let ids: Vec<SentinelId> = sentinels.iter().cloned().map(SentinelId::new).collect();
+    let mut mailboxes = Vec::with_capacity(names.len());
+    for name in &names {
+        let (sender, receiver) = mpsc::channel(owner::MAILBOX_CAPACITY);
+        let owner_config = OwnerConfig {
+            name: name.clone(),
+            sentinels: ids.clone(),
+            freshness: upstream.freshness,
+            dedup_window: upstream.dedup_window,
+            tick: upstream.poll_interval.min(upstream.freshness / 4),
+            aliases: upstream.aliases.clone(),
+            origin,
+        };
+        tracker.spawn(owner::run(
+            owner_config,
+            Arc::clone(registry),
+            receiver,
+            shutdown.clone(),
+        ));
+        mailboxes.push((name.clone(), sender));
+    }
+    let owners = Arc::new(Owners::new(mailboxes));
+    for (index, id) in ids.into_iter().enumerate() {
+        let (owners, registry, upstream) =
+            (Arc::clone(&owners), Arc::clone(registry), upstream.clone());
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            links::run(index, id, owners, registry, &upstream, origin, shutdown).await;
+        });
+    }
+    origin
 }

@@ -55,6 +55,7 @@
 //! - **Future observation times** (stamped after `now`) are fresh: the caller read its clock
 //!   before the last answer arrived; that answer is not stale.
 
+pub mod dataplane;
 mod report;
 
 use std::cmp::Reverse;

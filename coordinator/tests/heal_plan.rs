@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use sentinel_protocol::sentinel::MonitorSettings;
 use valkey_coordinator::addr::{Addr, PodAliases};
-use valkey_coordinator::heal::MonitorSettings;
-use valkey_coordinator::heal::bootstrap::{PodProbe, Refusal, choose_master};
-use valkey_coordinator::heal::plan::{
+use valkey_coordinator::service::heal::plan::{
     ExplicitSettings, HealReason, Plan, Planner, PlannerConfig, Snapshot,
 };
+use valkey_coordinator::verdict::dataplane::{PodProbe, Refusal, choose_master};
 use valkey_coordinator::verdict::{
     DEFAULT_FRESHNESS, FailoverState, MonotonicTime, SentinelId, SentinelReport, SentinelView,
     Verdict, VerdictInput, decide, majority_of,

@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::metrics;
-use valkey_coordinator::registry::{NameState, Registry};
+use valkey_coordinator::service::metrics;
+use valkey_coordinator::service::registry::{NameState, Registry};
 use valkey_coordinator::verdict::{Agreement, SentinelId, Verdict};
 
 fn sentinel(port: u16) -> SentinelId {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use server_support::*;
-use valkey_coordinator::server::{Permissions, Users};
+use valkey_coordinator::service::server::{Permissions, Users};
 
 const ASK: [&str; 3] = ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"];
 
@@ -396,7 +396,7 @@ async fn shutdown_closes_every_client_and_returns() {
 /// established one is left alone until 300 s of silence.
 #[tokio::test(start_paused = true)]
 async fn default_timeouts_hold_on_the_paused_clock() {
-    use valkey_coordinator::server::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
+    use valkey_coordinator::service::server::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_IDLE_TIMEOUT};
     let server = TestServer::start(|_| {}).await;
     server.publish_fixture_agreement();
     let started = tokio::time::Instant::now();

@@ -5,7 +5,7 @@ mod server_support;
 
 use serde_json::Value as Json;
 use server_support::*;
-use valkey_coordinator::registry::LinkStatus;
+use valkey_coordinator::service::registry::LinkStatus;
 
 /// The body of a bulk-string reply.
 fn bulk_body(reply: &[u8]) -> String {

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use sentinel_protocol::codec::{ReplyCodec, Resp3ReplyCodec};
-use sentinel_protocol::event::PubSubFrame;
+use sentinel_protocol::event::{Channel, PubSubFrame};
 use sentinel_protocol::sentinel::Value;
 use server_support::*;
 use tokio_util::codec::Decoder;
-use valkey_coordinator::registry::{TAP_CAPACITY, TapMessage};
+use valkey_coordinator::service::registry::{TAP_CAPACITY, TapMessage};
 
 /// Every frame of a captured `PSUBSCRIBE *` stream, as values, with its bytes.
 fn captured_stream(name: &str) -> Vec<(Value, Vec<u8>)> {
@@ -63,7 +63,9 @@ async fn a_whole_failover_reaches_psubscribe_star_exactly_as_a_sentinel_sends_it
             else {
                 panic!("only messages follow the confirmation");
             };
-            server.registry.send_tap(TapMessage::new(channel, payload));
+            server
+                .registry
+                .send_tap(TapMessage::new(Channel::parse(&channel), payload));
             assert_eq!(
                 text(&client.read_reply().await),
                 text(bytes),
@@ -92,9 +94,10 @@ async fn channel_subscribers_get_only_their_channels_and_patterns_match_globs() 
         b"*3\r\n$10\r\npsubscribe\r\n$6\r\n+*down\r\n:2\r\n"
     );
     let send = |channel: &str, payload: &str| {
-        server
-            .registry
-            .send_tap(TapMessage::new(b(channel), b(payload)))
+        server.registry.send_tap(TapMessage::new(
+            Channel::parse(channel.as_bytes()),
+            b(payload),
+        ))
     };
     send("+failover-end", "master mymaster 127.0.0.1 6379");
     send("+odown", "master mymaster 127.0.0.1 6379 #quorum 2/2");
@@ -180,7 +183,7 @@ async fn resp3_subscribers_get_pushes_and_may_still_run_commands() {
     let info = client.call_text(&["CLIENT", "INFO"]).await;
     assert!(info.contains(" sub=2 psub=0 resp=3 "), "{info}");
     server.registry.send_tap(TapMessage::new(
-        b("+sdown"),
+        Channel::SDown,
         b("slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379"),
     ));
     assert_eq!(
@@ -208,7 +211,7 @@ async fn a_subscriber_that_falls_behind_is_disconnected_not_silently_skipped() {
     // laggard's receiver overflows before its connection task can drain it.
     for i in 0..(TAP_CAPACITY + 10) {
         server.registry.send_tap(TapMessage::new(
-            Bytes::from_static(b"+sdown"),
+            Channel::SDown,
             Bytes::from(format!("event {i}")),
         ));
     }
@@ -230,13 +233,13 @@ async fn a_switch_master_subscriber_changing_scope_neither_loses_nor_repeats() {
     let mut client = server.client().await;
     let switch = |n: u8| {
         TapMessage::new(
-            Bytes::from_static(b"+switch-master"),
+            Channel::SwitchMaster,
             Bytes::from(format!("mymaster 127.0.0.{n} 6379 127.0.0.{} 6379", n + 1)),
         )
     };
     let sdown = || {
         TapMessage::new(
-            Bytes::from_static(b"+sdown"),
+            Channel::SDown,
             Bytes::from_static(b"master mymaster 127.0.0.1 6379"),
         )
     };

@@ -12,7 +12,7 @@ use redis::sentinel::{Sentinel, SentinelClientBuilder, SentinelServerType};
 use redis::{AsyncCommands, ConnectionAddr, ProtocolVersion};
 use server_support::*;
 use tokio::process::{Child, Command};
-use valkey_coordinator::server::{Permissions, Users};
+use valkey_coordinator::service::server::{Permissions, Users};
 use valkey_coordinator::verdict::Verdict;
 
 /// A throwaway valkey-server on loopback, killed when dropped.

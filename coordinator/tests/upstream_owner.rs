@@ -15,8 +15,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use valkey_coordinator::addr::{Addr, PodAliases};
-use valkey_coordinator::owner::{self, OwnerConfig, OwnerMessage};
-use valkey_coordinator::registry::{Registry, TapMessage};
+use valkey_coordinator::service::owner::{self, OwnerConfig, OwnerMessage};
+use valkey_coordinator::service::registry::{Registry, TapMessage};
 use valkey_coordinator::verdict::{
     DEFAULT_FRESHNESS, MonotonicTime, NoQuorumReason, SentinelId, SentinelReport, SentinelView,
     Verdict,
@@ -141,7 +141,7 @@ impl Harness {
         let mut seen = Vec::new();
         while let Ok(message) = self.tap.try_recv() {
             seen.push((
-                String::from_utf8_lossy(&message.channel).into_owned(),
+                message.channel.to_string(),
                 String::from_utf8_lossy(&message.payload).into_owned(),
             ));
         }

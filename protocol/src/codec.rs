@@ -15,7 +15,7 @@ use crate::limits::{
     InlineTokens, ReplyLimitError, ReplyLimits, ReplyProtocol, ReplyScanner, RequestError,
     RequestLimits, RequestScan, Scan, scan_request,
 };
-use crate::reply::{Protocol, Reply};
+use crate::reply::{Protocol, Reply, put_header};
 
 /// RESP2 frames as decoded by `redis-protocol`, re-exported so downstream crates need not depend
 /// on it.
@@ -55,24 +55,6 @@ pub fn encode_command<A: AsRef<[u8]>>(args: &[A], dst: &mut BytesMut) {
         dst.put_slice(arg);
         dst.put_slice(b"\r\n");
     }
-}
-
-/// Writes `<kind><n>\r\n` without going through `fmt`.
-pub(crate) fn put_header(dst: &mut BytesMut, kind: u8, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    dst.put_u8(kind);
-    dst.put_slice(&digits[i..]);
-    dst.put_slice(b"\r\n");
 }
 
 /// Commands go out as `&[A]`, `&[A; N]`, `&Vec<A>` or `Vec<A>` of any `A: AsRef<[u8]>` (`&str`,

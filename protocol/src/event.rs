@@ -34,6 +34,14 @@ macro_rules! channels {
                     Channel::Other(b) => b,
                 }
             }
+
+            /// The name as shared bytes, without a copy.
+            pub fn to_bytes(&self) -> Bytes {
+                match self {
+                    $(Channel::$variant => Bytes::from_static($name.as_bytes()),)*
+                    Channel::Other(b) => b.clone(),
+                }
+            }
         }
     };
 }
@@ -365,10 +373,7 @@ impl SentinelEvent {
 
     /// The `(channel, payload)` bytes to publish.
     pub fn format(&self) -> (Bytes, Bytes) {
-        (
-            Bytes::copy_from_slice(self.channel.as_bytes()),
-            self.payload.to_bytes(),
-        )
+        (self.channel.to_bytes(), self.payload.to_bytes())
     }
 
     /// The master name the event concerns, when the payload names one.

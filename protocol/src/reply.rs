@@ -40,8 +40,6 @@ use redis_protocol::resp3::types::BorrowedFrame as Resp3Borrowed;
 use redis_protocol::resp3::types::BytesFrame as Resp3Frame;
 use redis_protocol::resp3::types::VerbatimStringFormat;
 
-use crate::codec::put_header;
-
 /// The protocol a connection speaks, as negotiated with `HELLO` (RESP2 until then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
@@ -497,4 +495,22 @@ fn format_double(d: f64) -> String {
     } else {
         format!("{d}")
     }
+}
+
+/// Writes `<kind><n>\r\n` without going through `fmt`.
+pub(crate) fn put_header(dst: &mut BytesMut, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    dst.put_u8(kind);
+    dst.put_slice(&digits[i..]);
+    dst.put_slice(b"\r\n");
 }

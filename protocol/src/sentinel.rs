@@ -500,7 +500,49 @@ pub struct SentinelRecord {
     pub extra: Vec<(String, String)>,
 }
 
+/// What a sentinel's monitor of one name is configured with: the options `SENTINEL MONITOR` and
+/// `SENTINEL SET` write, read back from the master record (see [`MasterRecord::monitor_settings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MonitorSettings {
+    pub quorum: u64,
+    pub down_after_ms: u64,
+    pub failover_timeout_ms: u64,
+    pub parallel_syncs: u64,
+}
+
+impl MonitorSettings {
+    /// The sentinel option each setting is, in the order a registration sets them (`quorum`
+    /// last: `MONITOR` takes it, but a monitor that already existed keeps its own).
+    pub const OPTIONS: [&'static str; 4] = [
+        "down-after-milliseconds",
+        "failover-timeout",
+        "parallel-syncs",
+        "quorum",
+    ];
+
+    /// The values, in the order of [`Self::OPTIONS`].
+    pub fn values(&self) -> [u64; 4] {
+        [
+            self.down_after_ms,
+            self.failover_timeout_ms,
+            self.parallel_syncs,
+            self.quorum,
+        ]
+    }
+}
+
 impl MasterRecord {
+    /// The monitor's settings as this record shows them (negative numbers read as 0).
+    pub fn monitor_settings(&self) -> MonitorSettings {
+        let unsigned = |value: i64| u64::try_from(value).unwrap_or(0);
+        MonitorSettings {
+            quorum: self.quorum,
+            down_after_ms: unsigned(self.instance.down_after_milliseconds),
+            failover_timeout_ms: unsigned(self.failover_timeout),
+            parallel_syncs: unsigned(self.parallel_syncs),
+        }
+    }
+
     /// Ordered (field, value) pairs exactly as sentinel would send this record.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         let mut p = Pairs::default();

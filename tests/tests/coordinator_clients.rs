@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::time::Instant;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::registry::NameState;
+use valkey_coordinator::service::registry::NameState;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
 use valkey_lab::{Lab, LabSpec, PodId, SentinelStart, ValkeyVersion};
 

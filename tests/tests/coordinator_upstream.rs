@@ -11,8 +11,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::registry::{NameState, Registry, TapMessage};
-use valkey_coordinator::upstream::{self, UpstreamConfig};
+use valkey_coordinator::secret::Secret;
+use valkey_coordinator::sentinel::conn::Credentials;
+use valkey_coordinator::service;
+use valkey_coordinator::service::links::UpstreamConfig;
+use valkey_coordinator::service::registry::{NameState, Registry, TapMessage};
 use valkey_coordinator::verdict::{NoQuorumReason, SentinelId, SentinelView, Verdict};
 use valkey_lab::{
     AuthSpec, EventLog, Lab, LabSpec, PodId, ReceivedEvent, SentinelStart, StartRole, ValkeyVersion,
@@ -44,12 +47,13 @@ impl Coordinator {
         let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
         let registry = Arc::new(Registry::new(std::slice::from_ref(&name), sentinels.len()));
         let mut config = UpstreamConfig::new(sentinels, vec![name.clone()]);
-        config.credentials = lab
-            .sentinel_credentials()
-            .map(|credentials| (credentials.user, credentials.password));
+        config.credentials = lab.sentinel_credentials().map(|credentials| Credentials {
+            user: credentials.user,
+            password: Secret::new(credentials.password),
+        });
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        upstream::spawn(config, Arc::clone(&registry), &tracker, shutdown.clone());
+        service::follow(&config, &registry, &tracker, shutdown.clone());
 
         let published = Arc::new(Mutex::new(Vec::new()));
         let mut watcher = registry.watch(&name).expect("configured name");
@@ -142,7 +146,7 @@ fn drain(tap: &mut tokio::sync::broadcast::Receiver<TapMessage>) -> Vec<(String,
     let mut seen = Vec::new();
     while let Ok(message) = tap.try_recv() {
         seen.push((
-            String::from_utf8_lossy(&message.channel).into_owned(),
+            message.channel.to_string(),
             String::from_utf8_lossy(&message.payload).into_owned(),
         ));
     }
@@ -650,9 +654,9 @@ async fn a_lying_sentinel_loses_its_vote_and_nothing_else() {
         let registry = Arc::new(Registry::new(std::slice::from_ref(&name), 3));
         let tracker = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        upstream::spawn(
-            UpstreamConfig::new(sentinels, vec![name.clone()]),
-            Arc::clone(&registry),
+        service::follow(
+            &UpstreamConfig::new(sentinels, vec![name.clone()]),
+            &registry,
             &tracker,
             shutdown.clone(),
         );
@@ -725,10 +729,10 @@ async fn password_protected_sentinels_need_the_password_and_it_never_shows() {
     let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
     let registry = Arc::new(Registry::new(std::slice::from_ref(&name), 3));
     let mut config = UpstreamConfig::new(sentinels, vec![name.clone()]);
-    config.credentials = Some((None, "not-the-password".into()));
+    config.credentials = Some(Credentials::password(Secret::new("not-the-password")));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
-    upstream::spawn(config, Arc::clone(&registry), &tracker, shutdown.clone());
+    service::follow(&config, &registry, &tracker, shutdown.clone());
     let refused = async {
         loop {
             let links = registry.links();

@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::heal::HealConfig;
-use valkey_coordinator::heal::plan::ExplicitSettings;
-use valkey_coordinator::registry::NameState;
 use valkey_coordinator::secret::Secret;
+use valkey_coordinator::sentinel::conn::Credentials;
+use valkey_coordinator::service::heal::HealConfig;
+use valkey_coordinator::service::heal::plan::ExplicitSettings;
+use valkey_coordinator::service::registry::NameState;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
 use valkey_coordinator::verdict::{SentinelId, SentinelView};
 use valkey_lab::sentinel_protocol::sentinel::MasterRecord;
@@ -83,7 +84,7 @@ impl Healing {
             vec![lab.master_name().to_owned()],
         );
         if let Some(password) = spec.auth.as_ref().and_then(|a| a.sentinel_password.clone()) {
-            config.upstream.credentials = Some((None, password));
+            config.upstream.credentials = Some(Credentials::password(Secret::new(password)));
         }
         let mut heal = HealConfig {
             explicit: ExplicitSettings {

@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::registry::{NameState, Registry};
-use valkey_coordinator::server::{self, ServerConfig};
+use valkey_coordinator::service::registry::{NameState, Registry};
+use valkey_coordinator::service::server::{self, ServerConfig};
 use valkey_coordinator::verdict::{
     Agreement, Candidate, MonotonicTime, NoQuorum, NoQuorumReason, SentinelId, SentinelReport,
     SentinelView, Verdict,

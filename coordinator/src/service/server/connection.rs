@@ -12,8 +12,7 @@ use std::sync::atomic::Ordering;
 use bytes::BytesMut;
 use sentinel_protocol::codec::RequestCodec;
 use sentinel_protocol::reply::Reply;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::dispatch::{Session, execute};
-use crate::registry::{LocalLatency, Stats, TapMessage, TapScope};
+use crate::service::registry::{LocalLatency, Stats, TapMessage, TapScope};
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +37,11 @@ enum Close {
 }
 
 /// Serves one client until it leaves, misbehaves, times out or the server shuts down.
-pub async fn serve(
-    stream: TcpStream,
+///
+/// Any byte stream will do (plain TCP, TLS): reads and writes never overlap (a batch's replies
+/// are written before the next read), so the stream is not split.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
     shutdown: CancellationToken,
@@ -48,7 +50,6 @@ pub async fn serve(
     let config = &shared.config;
     let mut codec = RequestCodec::new(config.limits, config.users.auth_required());
     let mut session = Session::new(id, peer, config.users.initial_identity());
-    let (mut reader, mut writer) = stream.into_split();
     let mut input = BytesMut::with_capacity(4096);
     // Grown by the first reply and kept (cleared, not freed) after each write, so an idle
     // client costs only its read buffer.
@@ -90,7 +91,7 @@ pub async fn serve(
                         for frame in frames {
                             let _ = frame.encode(session.protocol, &mut output);
                         }
-                        if !flush(&mut writer, &mut output, shared).await {
+                        if !flush(&mut stream, &mut output, shared).await {
                             break Close::WriteFailed;
                         }
                     }
@@ -106,7 +107,7 @@ pub async fn serve(
                     Err(RecvError::Closed) => break Close::Shutdown,
                 }
             }
-            read = reader.read_buf(&mut input) => {
+            read = stream.read_buf(&mut input) => {
                 match read {
                     Ok(0) => break Close::PeerClosed,
                     Ok(_) => {}
@@ -135,7 +136,7 @@ pub async fn serve(
                         }
                     }
                 }
-                if !flush(&mut writer, &mut output, shared).await {
+                if !flush(&mut stream, &mut output, shared).await {
                     break Close::WriteFailed;
                 }
                 if protocol_error {
@@ -161,7 +162,7 @@ pub async fn serve(
             }
         }
     };
-    let _ = writer.shutdown().await;
+    let _ = stream.shutdown().await;
     tracing::debug!(client = id, %peer, reason = ?close, "client disconnected");
 }
 
@@ -238,7 +239,7 @@ impl BatchCounts {
 
 /// Writes everything buffered, within the write timeout. `false`: the client is gone or stuck.
 async fn flush(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    writer: &mut (impl AsyncWrite + Unpin),
     output: &mut BytesMut,
     shared: &Shared,
 ) -> bool {

@@ -67,13 +67,6 @@ pub fn execute(
     codec: &mut RequestCodec,
     out: &mut BytesMut,
 ) -> &'static str {
-    if is_master_addr_lookup(args)
-        && session.identity.is_some()
-        && !(session.protocol == Protocol::Resp2 && session.subscriptions.is_active())
-    {
-        get_master_addr_by_name(&args[2], session.protocol, shared, out);
-        return "sentinel|get-master-addr-by-name";
-    }
     // A bare `PING` outside subscribed mode is the other command clients repeat (health
     // checks, pipelined keep-alives); every preset allows it, and its answer never varies.
     if args.len() == 1
@@ -87,13 +80,16 @@ pub fn execute(
     // `COORDINATOR VERDICT <name> JSON` / `COORDINATOR STATUS JSON`: the protocol crate's
     // grammar has no JSON flag, so it is taken off here and the rest parsed as usual.
     let (args, json) = strip_json_flag(args);
-    let command = match Command::parse(args) {
-        Ok(command) => command,
-        Err(CommandError::Empty) => return "empty",
-        Err(error) => {
-            encode(Reply::error(error.to_string()), session.protocol, out);
-            return "unknown";
-        }
+    let command = match master_addr_lookup(args) {
+        Some(name) => Command::Sentinel(SentinelCommand::GetMasterAddrByName(name.clone())),
+        None => match Command::parse(args) {
+            Ok(command) => command,
+            Err(CommandError::Empty) => return "empty",
+            Err(error) => {
+                encode(Reply::error(error.to_string()), session.protocol, out);
+                return "unknown";
+            }
+        },
     };
     let name = command.full_name();
     let reply = respond(command, json, session, shared, codec, out);
@@ -103,15 +99,16 @@ pub fn execute(
     name
 }
 
-/// `SENTINEL GET-MASTER-ADDR-BY-NAME <name>` (or its `PRIMARY` spelling), recognised without
-/// the general parser, which upper-cases into fresh buffers: this is the command clients repeat
-/// on every reconnect, and the one the bench compares with a real sentinel. Every permission
-/// preset allows it, so only authentication and the RESP2 subscribed context are checked.
-fn is_master_addr_lookup(args: &[Bytes]) -> bool {
-    args.len() == 3
+/// The name of a `SENTINEL GET-MASTER-ADDR-BY-NAME <name>` (or its `PRIMARY` spelling),
+/// recognised without the general parser, which upper-cases into fresh buffers: this is the
+/// command clients repeat on every reconnect, and the one the bench compares with a real
+/// sentinel. It is then checked and answered like every other command.
+fn master_addr_lookup(args: &[Bytes]) -> Option<&Bytes> {
+    let is_lookup = args.len() == 3
         && args[0].eq_ignore_ascii_case(b"SENTINEL")
         && (args[1].eq_ignore_ascii_case(b"GET-MASTER-ADDR-BY-NAME")
-            || args[1].eq_ignore_ascii_case(b"GET-PRIMARY-ADDR-BY-NAME"))
+            || args[1].eq_ignore_ascii_case(b"GET-PRIMARY-ADDR-BY-NAME"));
+    is_lookup.then(|| &args[2])
 }
 
 fn encode(reply: Reply, protocol: Protocol, out: &mut BytesMut) {
@@ -143,7 +140,7 @@ fn respond(
     out: &mut BytesMut,
 ) -> Vec<Reply> {
     // Authentication first: only AUTH, HELLO and QUIT are open to an unauthenticated client.
-    let Some(identity) = session.identity.clone() else {
+    let Some(identity) = session.identity.as_ref() else {
         return match command {
             Command::Auth { username, password } => {
                 vec![auth(username.as_deref(), &password, session, shared, codec)]
@@ -430,7 +427,7 @@ fn sentinel_command(command: SentinelCommand, shared: &Shared) -> Reply {
 }
 
 /// `CKQUORUM` as a sentinel words it, with the voters of the agreement as the usable sentinels.
-fn ckquorum(state: &crate::registry::NameState, configured: usize) -> Reply {
+fn ckquorum(state: &crate::service::registry::NameState, configured: usize) -> Reply {
     let Some(agreement) = state.verdict.agreement() else {
         return Reply::error(NO_SUCH_MASTER);
     };

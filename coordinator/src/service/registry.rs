@@ -28,10 +28,10 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dashmap::DashMap;
-use sentinel_protocol::sentinel::{MasterRecord, ReplicaRecord};
+use sentinel_protocol::event::Channel;
+use sentinel_protocol::sentinel::{MasterRecord, MonitorSettings, ReplicaRecord};
 use tokio::sync::{broadcast, watch};
 
-use crate::heal::MonitorSettings;
 use crate::verdict::{NoQuorum, NoQuorumReason, SentinelId, SentinelView, Verdict};
 
 /// How many tap messages a slow subscriber may fall behind before it is disconnected.
@@ -93,7 +93,7 @@ impl NameState {
 /// bytes (`+switch-master` payload: `<name> <old-ip> <old-port> <new-ip> <new-port>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TapMessage {
-    pub channel: Bytes,
+    pub channel: Channel,
     pub payload: Bytes,
     /// Its place in the tap, assigned by [`Registry::send_tap`] (1, 2, ...); what a sender puts
     /// here is overwritten.
@@ -102,9 +102,9 @@ pub struct TapMessage {
 
 impl TapMessage {
     /// A message on `channel`; [`Registry::send_tap`] numbers it.
-    pub fn new(channel: impl Into<Bytes>, payload: impl Into<Bytes>) -> Self {
+    pub fn new(channel: Channel, payload: impl Into<Bytes>) -> Self {
         Self {
-            channel: channel.into(),
+            channel,
             payload: payload.into(),
             seq: 0,
         }
@@ -119,9 +119,6 @@ pub enum TapScope {
     /// Only `+switch-master`.
     SwitchMaster,
 }
-
-/// The channel with a tap of its own.
-pub const SWITCH_MASTER_CHANNEL: &[u8] = b"+switch-master";
 
 /// The health of one sentinel link, as `COORDINATOR STATUS` and the metrics show it.
 #[derive(Debug, Clone, Default)]
@@ -238,7 +235,9 @@ impl Registry {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *seq += 1;
         message.seq = *seq;
-        if message.channel == SWITCH_MASTER_CHANNEL {
+        // `+switch-master` has a tap of its own, so its many subscribers are not woken by
+        // every raw event.
+        if message.channel == Channel::SwitchMaster {
             let _ = self.switch_tap.send(message.clone());
         }
         let _ = self.tap.send(message);
@@ -300,7 +299,7 @@ pub struct Stats {
     pub tap_messages: AtomicU64,
     /// Verdict changes, over every name.
     pub verdict_changes: AtomicU64,
-    /// Sentinel heals by (reason, outcome): see [`crate::heal`].
+    /// Sentinel heals by (reason, outcome): see [`crate::service::heal`].
     pub heals: DashMap<(&'static str, &'static str), AtomicU64>,
 }
 

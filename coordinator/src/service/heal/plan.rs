@@ -25,7 +25,7 @@
 //! - **H6. Lost monitors, data-plane proof.** When the sentinels cannot agree only because too
 //!   few of them still monitor the name (a majority of N is reachable and fresh, fewer than a
 //!   majority monitor, the ones that do name one master and none is failing over), the data
-//!   pods decide (see [`super::bootstrap`]). This covers two and three sentinels wiped at once,
+//!   pods decide (see [`crate::verdict::dataplane`]). This covers two and three sentinels wiped at once,
 //!   where waiting for a sentinel majority would wait forever: emptyDir restarts never give a
 //!   monitor back by themselves.
 //!
@@ -35,10 +35,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sentinel_protocol::sentinel::MonitorSettings;
+
 use crate::addr::{Addr, PodAliases};
 use crate::verdict::{MonotonicTime, SentinelId, SentinelView, Verdict, majority_of};
-
-use super::MonitorSettings;
 
 /// The monitor settings an operator gave explicitly; `None` means "copy from the agreed
 /// master's record, do not enforce".

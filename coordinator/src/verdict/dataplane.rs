@@ -1,6 +1,6 @@
 //! The data pods' own word on who the master is, for when the sentinels lost their monitors
-//! (rule H6 of [`super::plan`]): a pure choice over what each configured data pod answered to
-//! `INFO replication`.
+//! (rule H6 of the healer's planner): a pure choice over what each configured data pod
+//! answered to `INFO replication`.
 //!
 //! # Rules
 //!
@@ -15,6 +15,8 @@
 //! - Every refusal says why, with what was seen.
 
 use std::fmt;
+
+use sentinel_protocol::info::InfoReplication;
 
 use crate::addr::{Addr, PodAliases};
 
@@ -32,6 +34,31 @@ pub enum PodProbe {
     },
     /// `role:slave`.
     Replica { master: Option<Addr>, link_up: bool },
+}
+
+/// What an `INFO replication` says, as the data-plane choice reads it.
+pub fn probe_of(info: &InfoReplication) -> PodProbe {
+    if info.is_master() {
+        let attached = info
+            .slaves
+            .iter()
+            .filter(|replica| replica.state == "online")
+            .filter_map(|replica| Addr::from_parts(&replica.ip, &replica.port.to_string()).ok())
+            .collect();
+        PodProbe::Master {
+            attached,
+            offset: info.master_repl_offset.unwrap_or(0),
+        }
+    } else {
+        let master = match (&info.master_host, info.master_port) {
+            (Some(host), Some(port)) => Addr::from_parts(host, &port.to_string()).ok(),
+            _ => None,
+        };
+        PodProbe::Replica {
+            master,
+            link_up: info.master_link_status.as_deref() == Some("up"),
+        }
+    }
 }
 
 /// Why the data pods prove no master.

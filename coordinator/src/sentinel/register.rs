@@ -5,13 +5,12 @@
 use std::fmt;
 use std::time::Duration;
 
-use sentinel_protocol::sentinel::{FromReply, MasterRecord, ReplyError, Value};
+use sentinel_protocol::sentinel::{FromReply, MasterRecord, MonitorSettings, ReplyError, Value};
 
 use crate::addr::Addr;
 use crate::secret::Secret;
-use crate::upstream::{Connection, LinkError};
 
-use super::MonitorSettings;
+use super::conn::{ConnError, Connection};
 
 /// Everything one monitor is registered with.
 #[derive(Clone)]
@@ -47,7 +46,7 @@ impl fmt::Debug for MonitorSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum HealError {
     #[error("{0}")]
-    Link(#[from] LinkError),
+    Link(#[from] ConnError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("{command} refused: {error}")]
@@ -211,7 +210,7 @@ async fn read_back(
             found: address.map_or_else(|| "none".to_owned(), |addr| addr.to_string()),
         });
     }
-    let found = MonitorSettings::of(&record);
+    let found = record.monitor_settings();
     let mismatch = MonitorSettings::OPTIONS
         .into_iter()
         .zip(spec.settings.values())
@@ -242,7 +241,7 @@ async fn expect_ok(
     }
 }
 
-async fn call<A: AsRef<[u8]>>(connection: &mut Connection, args: &[A]) -> Result<Value, LinkError> {
+async fn call<A: AsRef<[u8]>>(connection: &mut Connection, args: &[A]) -> Result<Value, ConnError> {
     connection.queue(args);
     connection.flush().await?;
     Ok(Value::from(&connection.next_frame().await?))

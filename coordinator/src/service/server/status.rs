@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::registry::{LinkStatus, NameState, Registry};
+use crate::service::registry::{LinkStatus, NameState, Registry};
 use crate::verdict::{SentinelId, SentinelView, Verdict, majority_of};
 
 /// One name's verdict, as text.

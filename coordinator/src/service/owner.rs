@@ -1,6 +1,6 @@
 //! The owner of one master name: the only task that writes its slot in the [`Registry`].
 //!
-//! Links ([`crate::upstream`]) send it what each sentinel said ([`OwnerMessage`]); it keeps the
+//! Links ([`super::links`]) send it what each sentinel said ([`OwnerMessage`]); it keeps the
 //! latest view per sentinel, re-runs [`decide`] on every message and on a timer (so a sentinel
 //! that falls silent stops counting within the freshness window even if nothing else happens),
 //! and publishes a new [`NameState`] when the verdict or what the sentinels say changes. Being
@@ -37,8 +37,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::registry::{NameState, Registry, TapMessage};
 use crate::addr::{Addr, PodAliases, PodId};
-use crate::registry::{NameState, Registry, TapMessage};
 use crate::verdict::{
     Agreement, MonotonicTime, SentinelId, SentinelView, Verdict, VerdictInput, decide,
 };
@@ -143,7 +143,7 @@ struct Owner {
     published: Arc<NameState>,
     published_at: Instant,
     last_agreed: Option<AgreedMaster>,
-    recent_events: HashMap<(Bytes, Bytes), Instant>,
+    recent_events: HashMap<(Channel, Bytes), Instant>,
 }
 
 impl Owner {
@@ -208,8 +208,8 @@ impl Owner {
             tracing::debug!(name = %self.config.name, %sentinel, "raw +switch-master left to the verdict");
             return;
         }
-        let (channel, payload) = event.format();
-        let key = (channel, payload);
+        let (_, payload) = event.format();
+        let key = (event.channel.clone(), payload);
         if let Some(seen) = self.recent_events.get(&key)
             && now.saturating_duration_since(*seen) < self.config.dedup_window
         {
@@ -233,11 +233,12 @@ impl Owner {
         };
         let verdict = decide(&input, &self.config.aliases);
         let (master_record, replicas) = self.served_records(&verdict);
-        let monitors = crate::heal::monitors_of(
-            self.records
-                .iter()
-                .map(|(sentinel, (record, _))| (sentinel, &**record)),
-        );
+        // Each monitoring sentinel's settings, for the healer's parity checks.
+        let monitors = self
+            .records
+            .iter()
+            .map(|(sentinel, (record, _))| (sentinel.clone(), record.monitor_settings()))
+            .collect();
 
         let previous = Arc::clone(&self.published);
         let verdict_changed = verdict != previous.verdict;
@@ -295,13 +296,14 @@ impl Owner {
                 (&old_host, old.addr.port()),
                 (&new_host, current.addr.port()),
             );
-            let (channel, payload) = event.format();
+            let (_, payload) = event.format();
             tracing::info!(
                 name = %self.config.name,
                 payload = %String::from_utf8_lossy(&payload),
                 "+switch-master sent to the tap"
             );
-            self.registry.send_tap(TapMessage::new(channel, payload));
+            self.registry
+                .send_tap(TapMessage::new(Channel::SwitchMaster, payload));
         }
         self.last_agreed = Some(current);
     }

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::registry::{LATENCY_BUCKETS_SECONDS, Registry};
+use crate::service::registry::{LATENCY_BUCKETS_SECONDS, Registry};
 use crate::verdict::Verdict;
 
 /// The most a request head may be; scrapers send a few hundred bytes.

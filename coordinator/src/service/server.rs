@@ -30,8 +30,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use sentinel_protocol::limits::RequestLimits;
 use sentinel_protocol::reply::{Protocol, Reply};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -39,7 +39,7 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Password, Permissions, User, Users};
 
 use crate::addr::Addr;
-use crate::registry::Registry;
+use crate::service::registry::Registry;
 
 /// Clients served at once unless configured otherwise.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
@@ -179,7 +179,7 @@ pub async fn run(
 }
 
 /// Tells a client over the limit why, then closes (the way Valkey does: an error, not a reset).
-async fn refuse(mut stream: TcpStream, write_timeout: Duration) {
+async fn refuse(mut stream: impl AsyncWrite + Unpin, write_timeout: Duration) {
     let mut out = BytesMut::new();
     // Encoding an error into a growable buffer cannot fail.
     let _ = Reply::error(MAX_CLIENTS_ERROR).encode(Protocol::Resp2, &mut out);

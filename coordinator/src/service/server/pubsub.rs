@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use sentinel_protocol::reply::Reply;
 
-use crate::registry::{SWITCH_MASTER_CHANNEL, TapMessage, TapScope};
+use sentinel_protocol::event::Channel;
+
+use crate::service::registry::{TapMessage, TapScope};
 
 /// The channels and patterns one connection subscribed to, in subscription order.
 #[derive(Debug, Default)]
@@ -65,7 +67,7 @@ impl Subscriptions {
             && self
                 .channels
                 .iter()
-                .all(|channel| channel.as_ref() == SWITCH_MASTER_CHANNEL)
+                .all(|channel| channel.as_ref() == Channel::SwitchMaster.as_bytes())
         {
             Some(TapScope::SwitchMaster)
         } else {
@@ -128,19 +130,24 @@ impl Subscriptions {
 
     /// The frames `message` produces for this connection (none if nothing matches).
     pub fn deliver(&self, message: &TapMessage, out: &mut Vec<Reply>) {
-        if self.channels.contains(&message.channel) {
+        let channel = message.channel.as_bytes();
+        if self
+            .channels
+            .iter()
+            .any(|subscribed| subscribed.as_ref() == channel)
+        {
             out.push(Reply::Push(vec![
                 Reply::bulk_static("message"),
-                Reply::Bulk(message.channel.clone()),
+                Reply::Bulk(message.channel.to_bytes()),
                 Reply::Bulk(message.payload.clone()),
             ]));
         }
         for pattern in &self.patterns {
-            if glob_match(pattern, &message.channel) {
+            if glob_match(pattern, channel) {
                 out.push(Reply::Push(vec![
                     Reply::bulk_static("pmessage"),
                     Reply::Bulk(pattern.clone()),
-                    Reply::Bulk(message.channel.clone()),
+                    Reply::Bulk(message.channel.to_bytes()),
                     Reply::Bulk(message.payload.clone()),
                 ]));
             }

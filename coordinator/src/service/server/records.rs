@@ -16,7 +16,7 @@ use sentinel_protocol::reply::{Protocol, Reply};
 use sentinel_protocol::sentinel::{Flag, Flags, MasterRecord, SentinelRecord};
 
 use crate::addr::Addr;
-use crate::registry::{NameState, Registry};
+use crate::service::registry::{NameState, Registry};
 use crate::verdict::{Agreement, majority_of};
 
 /// Turns ordered text pairs into a record reply.

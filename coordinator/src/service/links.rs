@@ -1,5 +1,5 @@
-//! The upstream half: one link task per configured sentinel, feeding one owner task per master
-//! name (see [`crate::owner`]).
+//! The sentinel links: one task per configured sentinel, feeding the owner task of each master
+//! name (see [`super::owner`]).
 //!
 //! A link holds two RESP2 connections to its sentinel:
 //!
@@ -19,29 +19,25 @@
 //! limits, the link reports the sentinel `Unreachable` for every name, drops both connections, and
 //! reconnects after a jittered exponential backoff. Links never wait on each other.
 //!
-//! Both connections are opened by [`connect`], the one place a TLS handshake will go.
+//! Both connections are opened by [`conn::connect`], the one place a TLS handshake will go, and
+//! polled through [`query::poll`], the same poll a lifecycle action's survey runs.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::BytesMut;
-use sentinel_protocol::codec::{ReplyCodec, ReplyCodecError, Resp2Frame, encode_command};
-use sentinel_protocol::event::{Channel, PubSubFrame, SentinelEvent};
-use sentinel_protocol::sentinel::{FromReply, MasterRecord, ReplicaRecord, ReplyError, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use sentinel_protocol::event::{PubSubFrame, SentinelEvent};
+use sentinel_protocol::sentinel::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::addr::{Addr, AddrError, PodAliases, RunId};
-use crate::owner::{self, OwnerConfig, OwnerMessage};
-use crate::registry::Registry;
-use crate::verdict::{
-    self, FailoverState, MasterFlags, MonotonicTime, ReportError, SentinelId, SentinelView,
-};
+use crate::addr::{Addr, PodAliases};
+use crate::sentinel::conn::{self, ConnError, Connection, Credentials};
+use crate::sentinel::query;
+use crate::verdict::{self, SentinelId};
+
+use super::owner::{self, OwnerMessage};
+use super::registry::Registry;
 
 /// How often each sentinel is polled when nothing happens.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -61,8 +57,8 @@ pub struct UpstreamConfig {
     pub sentinels: Vec<Addr>,
     /// The master names to follow (duplicates are dropped).
     pub names: Vec<String>,
-    /// `(user, password)` for `AUTH`: no user means the `default` user.
-    pub credentials: Option<(Option<String>, String)>,
+    /// Who to authenticate as to the sentinels.
+    pub credentials: Option<Credentials>,
     /// Poll period per sentinel.
     pub poll_interval: Duration,
     /// Deadline of one poll round.
@@ -106,16 +102,10 @@ impl UpstreamConfig {
 /// Written by hand so the password never reaches a log line through `{:?}`.
 impl std::fmt::Debug for UpstreamConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let credentials = self.credentials.as_ref().map(|(user, _)| {
-            format!(
-                "user={}, password=<redacted>",
-                user.as_deref().unwrap_or("default")
-            )
-        });
         f.debug_struct("UpstreamConfig")
             .field("sentinels", &self.sentinels)
             .field("names", &self.names)
-            .field("credentials", &credentials)
+            .field("credentials", &self.credentials)
             .field("poll_interval", &self.poll_interval)
             .field("query_timeout", &self.query_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -127,67 +117,36 @@ impl std::fmt::Debug for UpstreamConfig {
     }
 }
 
-/// Spawns one owner task per name and one link task per sentinel on `tracker`. They all stop
-/// when `shutdown` is cancelled. `registry` must have been built for the same names and sentinel
-/// count; names it does not know are not followed. Returns the origin of the monotonic clock
-/// every view is stamped against, for readers that judge freshness (the healer).
-pub fn spawn(
-    config: UpstreamConfig,
+/// Runs the link of the `index`th configured sentinel, reporting to `owners`, until
+/// `shutdown` is cancelled. `origin` is the clock every view is stamped against.
+pub async fn run(
+    index: usize,
+    id: SentinelId,
+    owners: Arc<Owners>,
     registry: Arc<Registry>,
-    tracker: &TaskTracker,
+    config: &UpstreamConfig,
+    origin: Instant,
     shutdown: CancellationToken,
-) -> Instant {
-    let origin = Instant::now();
-    let sentinels = dedup(config.sentinels.clone());
-    let names: Vec<String> = dedup(config.names.clone())
-        .into_iter()
-        .filter(|name| registry.get(name).is_some())
-        .collect();
-    let ids: Vec<SentinelId> = sentinels.iter().cloned().map(SentinelId::new).collect();
-
-    let mut owners = Vec::with_capacity(names.len());
-    for name in &names {
-        let (sender, receiver) = mpsc::channel(owner::MAILBOX_CAPACITY);
-        let owner_config = OwnerConfig {
-            name: name.clone(),
-            sentinels: ids.clone(),
-            freshness: config.freshness,
-            dedup_window: config.dedup_window,
-            tick: config.poll_interval.min(config.freshness / 4),
-            aliases: config.aliases.clone(),
-            origin,
-        };
-        tracker.spawn(owner::run(
-            owner_config,
-            Arc::clone(&registry),
-            receiver,
-            shutdown.clone(),
-        ));
-        owners.push((name.clone(), sender));
-    }
-    let owners = Arc::new(Owners(owners));
-
-    for (index, (addr, id)) in sentinels.into_iter().zip(ids).enumerate() {
-        let link = Link {
-            addr,
-            id,
-            names: names.clone(),
-            owners: Arc::clone(&owners),
-            registry: Arc::clone(&registry),
-            config: config.clone(),
-            origin,
-            backoff: Backoff::new(
-                config.backoff_min,
-                config.backoff_max,
-                config.jitter_seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ),
-        };
-        tracker.spawn(link.run(shutdown.clone()));
-    }
-    origin
+) {
+    let link = Link {
+        addr: id.addr().clone(),
+        id,
+        names: owners.names(),
+        owners,
+        registry,
+        config: config.clone(),
+        origin,
+        backoff: Backoff::new(
+            config.backoff_min,
+            config.backoff_max,
+            config.jitter_seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        ),
+    };
+    link.run(shutdown).await;
 }
 
-fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
+/// Drops repeated entries, keeping the first of each.
+pub fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     let mut kept = Vec::with_capacity(items.len());
     for item in items {
         if !kept.contains(&item) {
@@ -197,10 +156,19 @@ fn dedup<T: PartialEq>(items: Vec<T>) -> Vec<T> {
     kept
 }
 
-/// The owners' mailboxes, by name.
-struct Owners(Vec<(String, mpsc::Sender<OwnerMessage>)>);
+/// The owners' mailboxes, by name: what every link sends to.
+pub struct Owners(Vec<(String, mpsc::Sender<OwnerMessage>)>);
 
 impl Owners {
+    /// The mailboxes of every followed name.
+    pub fn new(mailboxes: Vec<(String, mpsc::Sender<OwnerMessage>)>) -> Self {
+        Self(mailboxes)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(name, _)| name.clone()).collect()
+    }
+
     fn of(&self, name: &str) -> Option<&mpsc::Sender<OwnerMessage>> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
@@ -214,104 +182,6 @@ impl Owners {
             .and_then(|name| self.of(name))
             .or_else(|| self.0.first().map(|(_, s)| s))
     }
-}
-
-/// Why a link went down. Never carries a secret: `AUTH` errors hold the server's words only.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("connect: {0}")]
-    Connect(#[source] std::io::Error),
-    #[error("timed out after {0:?} {1}")]
-    Timeout(Duration, &'static str),
-    #[error("connection closed by the sentinel")]
-    Closed,
-    #[error("I/O: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("reply refused: {0}")]
-    Codec(#[from] ReplyCodecError),
-    #[error("authentication refused: {0}")]
-    Auth(String),
-    #[error("the sentinel answered {command} with an error: {error}")]
-    Server {
-        command: &'static str,
-        error: String,
-    },
-    #[error("unreadable reply to {command}: {error}")]
-    Reply {
-        command: &'static str,
-        error: ReplyError,
-    },
-    #[error("unreadable address in the reply to {command}: {error}")]
-    Address {
-        command: &'static str,
-        error: AddrError,
-    },
-    #[error("unexpected reply to SUBSCRIBE: {0}")]
-    Subscribe(String),
-}
-
-/// One RESP2 connection to a sentinel, read through [`ReplyCodec`] (so its limits guard every
-/// reply) without `Framed`, which would need a stream-combinator crate for one `next()`.
-pub struct Connection {
-    stream: TcpStream,
-    codec: ReplyCodec,
-    read: BytesMut,
-    write: BytesMut,
-}
-
-impl Connection {
-    /// Queues one command; [`Self::flush`] sends every queued command in one write.
-    pub fn queue<A: AsRef<[u8]>>(&mut self, args: &[A]) {
-        encode_command(args, &mut self.write);
-    }
-
-    /// Writes the queued commands.
-    pub async fn flush(&mut self) -> Result<(), LinkError> {
-        self.stream.write_all(&self.write).await?;
-        self.write.clear();
-        Ok(())
-    }
-
-    /// Reads the next reply frame.
-    pub async fn next_frame(&mut self) -> Result<Resp2Frame, LinkError> {
-        loop {
-            if let Some(frame) = self.codec.decode(&mut self.read)? {
-                return Ok(frame);
-            }
-            if self.stream.read_buf(&mut self.read).await? == 0 {
-                return Err(LinkError::Closed);
-            }
-        }
-    }
-}
-
-/// Opens a connection to a sentinel and authenticates if credentials are given. The one place
-/// a transport is chosen: TLS goes here.
-pub async fn connect(
-    addr: &Addr,
-    credentials: Option<&(Option<String>, String)>,
-) -> Result<Connection, LinkError> {
-    let stream = TcpStream::connect((addr.host().to_string(), addr.port()))
-        .await
-        .map_err(LinkError::Connect)?;
-    stream.set_nodelay(true).map_err(LinkError::Connect)?;
-    let mut connection = Connection {
-        stream,
-        codec: ReplyCodec::new(),
-        read: BytesMut::with_capacity(16 * 1024),
-        write: BytesMut::with_capacity(1024),
-    };
-    if let Some((user, password)) = credentials {
-        match user {
-            Some(user) => connection.queue(&["AUTH", user.as_str(), password.as_str()]),
-            None => connection.queue(&["AUTH", password.as_str()]),
-        }
-        connection.flush().await?;
-        if let Value::Error(error) = Value::from(&connection.next_frame().await?) {
-            return Err(LinkError::Auth(error));
-        }
-    }
-    Ok(connection)
 }
 
 /// One configured sentinel's link task.
@@ -349,17 +219,19 @@ impl Link {
     }
 
     /// Runs one connected session until it fails; it never ends otherwise.
-    async fn session(&mut self, established_before: &mut bool) -> LinkError {
+    async fn session(&mut self, established_before: &mut bool) -> ConnError {
         let connected = tokio::time::timeout(self.config.connect_timeout, async {
-            let poller = connect(&self.addr, self.config.credentials.as_ref()).await?;
-            let subscriber = subscribe(&self.addr, self.config.credentials.as_ref()).await?;
-            Ok::<_, LinkError>((poller, subscriber))
+            let credentials = self.config.credentials.as_ref();
+            let poller = conn::connect(&self.addr, credentials).await?;
+            let mut subscriber = conn::connect(&self.addr, credentials).await?;
+            query::subscribe(&mut subscriber).await?;
+            Ok::<_, ConnError>((poller, subscriber))
         })
         .await;
         let (mut poller, mut subscriber) = match connected {
             Ok(Ok(connections)) => connections,
             Ok(Err(error)) => return error,
-            Err(_) => return LinkError::Timeout(self.config.connect_timeout, "connecting"),
+            Err(_) => return ConnError::Timeout(self.config.connect_timeout, "connecting"),
         };
         let reconnected = *established_before;
         *established_before = true;
@@ -379,7 +251,7 @@ impl Link {
         }
     }
 
-    async fn read_events(&self, subscriber: &mut Connection, wake: &Notify) -> LinkError {
+    async fn read_events(&self, subscriber: &mut Connection, wake: &Notify) -> ConnError {
         loop {
             let frame = match subscriber.next_frame().await {
                 Ok(frame) => frame,
@@ -400,13 +272,13 @@ impl Link {
                 };
                 if owner.send(message).await.is_err() {
                     // The owner stopped: the service is shutting down.
-                    return LinkError::Closed;
+                    return ConnError::Closed;
                 }
             }
         }
     }
 
-    async fn poll_forever(&self, poller: &mut Connection, wake: &Notify) -> LinkError {
+    async fn poll_forever(&self, poller: &mut Connection, wake: &Notify) -> ConnError {
         loop {
             for name in &self.names {
                 let polled =
@@ -417,12 +289,12 @@ impl Link {
                     // them): no new view; the old one ages out if this persists.
                     Ok(Ok(None)) => continue,
                     Ok(Err(error)) => return error,
-                    Err(_) => return LinkError::Timeout(self.config.query_timeout, "polling"),
+                    Err(_) => return ConnError::Timeout(self.config.query_timeout, "polling"),
                 };
                 if let Some(owner) = self.owners.of(name)
                     && owner.send(message).await.is_err()
                 {
-                    return LinkError::Closed;
+                    return ConnError::Closed;
                 }
             }
             self.registry.update_link(&self.id, |status| {
@@ -435,51 +307,20 @@ impl Link {
         }
     }
 
-    /// One poll round for one name: the three queries in one write, then the three replies.
+    /// One poll round for one name, as the owner takes it.
     async fn poll(
         &self,
         poller: &mut Connection,
         name: &str,
-    ) -> Result<Option<OwnerMessage>, LinkError> {
-        poller.queue(&["SENTINEL", "MASTER", name]);
-        poller.queue(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name]);
-        poller.queue(&["SENTINEL", "REPLICAS", name]);
-        poller.flush().await?;
-        let master = Value::from(&poller.next_frame().await?);
-        let address = Value::from(&poller.next_frame().await?);
-        let replicas = Value::from(&poller.next_frame().await?);
-        let observed_at = MonotonicTime::between(self.origin.into_std(), Instant::now().into_std());
-
-        let record = read_master_record(&master)?;
-        let addr = read_master_addr(&address)?;
-        let verdict_record = record.as_ref().map(verdict_record).transpose()?;
-        let view = match SentinelView::from_answers(
-            verdict_record.as_ref(),
-            addr.as_ref(),
-            observed_at,
-        ) {
-            Ok(view) => view,
-            Err(
-                error @ (ReportError::RecordWithoutAddress | ReportError::AddressWithoutRecord),
-            ) => {
-                tracing::debug!(sentinel = %self.id, name, %error, "contradicting answers, asking again");
-                return Ok(None);
-            }
-        };
-        let replicas = if record.is_some() {
-            Vec::<ReplicaRecord>::from_value(&replicas).map_err(|error| LinkError::Reply {
-                command: "SENTINEL REPLICAS",
-                error,
-            })?
-        } else {
-            Vec::new()
-        };
-        Ok(Some(OwnerMessage::Poll {
-            sentinel: self.id.clone(),
-            view,
-            record: record.map(Box::new),
-            replicas,
-        }))
+    ) -> Result<Option<OwnerMessage>, ConnError> {
+        Ok(query::poll(poller, name, self.origin)
+            .await?
+            .map(|polled| OwnerMessage::Poll {
+                sentinel: self.id.clone(),
+                view: polled.view,
+                record: polled.record.map(Box::new),
+                replicas: polled.replicas,
+            }))
     }
 
     async fn report_unreachable(&self) {
@@ -493,90 +334,6 @@ impl Link {
             }
         }
     }
-}
-
-/// Opens the subscription connection: `SUBSCRIBE` to every published channel, confirmed.
-async fn subscribe(
-    addr: &Addr,
-    credentials: Option<&(Option<String>, String)>,
-) -> Result<Connection, LinkError> {
-    let mut connection = connect(addr, credentials).await?;
-    let mut command = vec!["SUBSCRIBE"];
-    command.extend(Channel::published());
-    connection.queue(&command);
-    connection.flush().await?;
-    let channels = command.len() - 1;
-    for _ in 0..channels {
-        let frame = connection.next_frame().await?;
-        match PubSubFrame::from_value(&Value::from(&frame)) {
-            Ok(PubSubFrame::Confirmation { kind, .. }) if kind == "subscribe" => {}
-            _ => {
-                return Err(LinkError::Subscribe(match Value::from(&frame) {
-                    Value::Error(error) => error,
-                    other => format!("{other:?}"),
-                }));
-            }
-        }
-    }
-    Ok(connection)
-}
-
-/// `SENTINEL MASTER`: the record, or `None` for "No such master with that name".
-fn read_master_record(value: &Value) -> Result<Option<MasterRecord>, LinkError> {
-    match value {
-        Value::Error(error) if error.contains("No such master") => Ok(None),
-        Value::Error(error) => Err(LinkError::Server {
-            command: "SENTINEL MASTER",
-            error: error.clone(),
-        }),
-        value => MasterRecord::from_value(value)
-            .map(Some)
-            .map_err(|error| LinkError::Reply {
-                command: "SENTINEL MASTER",
-                error,
-            }),
-    }
-}
-
-/// `SENTINEL GET-MASTER-ADDR-BY-NAME`: the address, or `None` for null.
-fn read_master_addr(value: &Value) -> Result<Option<Addr>, LinkError> {
-    const COMMAND: &str = "SENTINEL GET-MASTER-ADDR-BY-NAME";
-    let pair =
-        sentinel_protocol::sentinel::master_addr(value).map_err(|error| LinkError::Reply {
-            command: COMMAND,
-            error,
-        })?;
-    pair.map(|(host, port)| {
-        Addr::from_parts(&host, &port.to_string()).map_err(|error| LinkError::Address {
-            command: COMMAND,
-            error,
-        })
-    })
-    .transpose()
-}
-
-/// The fields of a protocol record the verdict reads.
-fn verdict_record(record: &MasterRecord) -> Result<verdict::MasterRecord, LinkError> {
-    const COMMAND: &str = "SENTINEL MASTER";
-    let instance = &record.instance;
-    let addr = Addr::from_parts(&instance.ip, &instance.port.to_string()).map_err(|error| {
-        LinkError::Address {
-            command: COMMAND,
-            error,
-        }
-    })?;
-    // A malformed run id is treated as unknown rather than dropping the link: the address and
-    // epoch are what the verdict is built on, and an unknown run id is compatible with any.
-    let run_id = RunId::parse(&instance.runid).unwrap_or(None);
-    Ok(verdict::MasterRecord {
-        addr,
-        run_id,
-        config_epoch: record.config_epoch,
-        flags: MasterFlags::from_flag_list(&instance.flags.to_string()),
-        failover_state: FailoverState::from_record_field(record.failover_state.as_deref()),
-        num_replicas: u32::try_from(record.num_slaves).unwrap_or(u32::MAX),
-        num_other_sentinels: u32::try_from(record.num_other_sentinels).unwrap_or(u32::MAX),
-    })
 }
 
 /// Jittered exponential backoff: the `n`th delay is uniform in `[d/2, d]` with
@@ -681,26 +438,12 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_name_is_unmonitored_and_other_errors_drop_the_link() {
-        let unknown = Value::Error("ERR No such master with that name".into());
-        assert_eq!(read_master_record(&unknown).expect("not an error"), None);
-        let noauth = Value::Error("NOAUTH Authentication required.".into());
-        assert!(matches!(
-            read_master_record(&noauth),
-            Err(LinkError::Server { .. })
-        ));
-        assert_eq!(read_master_addr(&Value::Null).expect("null"), None);
-        let lying = Value::Array(vec![Value::Str("10.0.0.1".into())]);
-        assert!(matches!(
-            read_master_addr(&lying),
-            Err(LinkError::Reply { .. })
-        ));
-    }
-
-    #[test]
     fn the_debug_form_of_the_config_never_shows_the_password() {
         let mut config = UpstreamConfig::new(Vec::new(), vec!["mymaster".into()]);
-        config.credentials = Some((Some("coordinator".into()), "s3cret-pw".into()));
+        config.credentials = Some(Credentials::user(
+            "coordinator",
+            crate::secret::Secret::new("s3cret-pw"),
+        ));
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         assert!(shown.contains("coordinator"), "{shown}");

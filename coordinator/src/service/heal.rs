@@ -10,29 +10,27 @@
 //! (`valkey_coordinator_heals_total`), and idempotent: the routine completes and verifies a
 //! registration that already exists instead of failing on it.
 
-pub mod bootstrap;
 pub mod plan;
-pub mod register;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sentinel_protocol::info::InfoReplication;
-use sentinel_protocol::sentinel::{MasterRecord, Value};
+use sentinel_protocol::sentinel::{MasterRecord, MonitorSettings};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::{Addr, PodAliases};
-use crate::registry::{NameState, Registry};
 use crate::secret::Secret;
-use crate::upstream::{self, LinkError};
-use crate::verdict::{MonotonicTime, SentinelId, majority_of};
+use crate::sentinel::conn::{self, Credentials};
+use crate::sentinel::dataplane;
+use crate::sentinel::register::{self, HealError, MonitorSpec};
+use crate::verdict::dataplane::{self as bootstrap, PodProbe, Refusal};
+use crate::verdict::{MonotonicTime, majority_of};
 
-use bootstrap::{PodProbe, Refusal};
+use super::registry::{NameState, Registry};
+
 use plan::{ExplicitSettings, HealAction, HealReason, Plan, Planner, PlannerConfig, Snapshot};
-use register::{HealError, MonitorSpec};
 
 /// How long a sentinel may name a wrong master before it is corrected (rule H3).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -48,47 +46,6 @@ pub const DEFAULT_TICK: Duration = Duration::from_millis(250);
 pub const ENGINE_DOWN_AFTER_MS: u64 = 30_000;
 pub const ENGINE_FAILOVER_TIMEOUT_MS: u64 = 180_000;
 pub const ENGINE_PARALLEL_SYNCS: u64 = 1;
-
-/// What a sentinel's monitor of one name is configured with, as `SENTINEL MASTER` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct MonitorSettings {
-    pub quorum: u64,
-    pub down_after_ms: u64,
-    pub failover_timeout_ms: u64,
-    pub parallel_syncs: u64,
-}
-
-impl MonitorSettings {
-    /// The settings a `SENTINEL MASTER` record shows (negative numbers read as 0).
-    pub fn of(record: &MasterRecord) -> Self {
-        let unsigned = |value: i64| u64::try_from(value).unwrap_or(0);
-        Self {
-            quorum: record.quorum,
-            down_after_ms: unsigned(record.instance.down_after_milliseconds),
-            failover_timeout_ms: unsigned(record.failover_timeout),
-            parallel_syncs: unsigned(record.parallel_syncs),
-        }
-    }
-
-    /// The sentinel option each setting is, in the order a registration sets them (`quorum`
-    /// last: `MONITOR` takes it, but a monitor that already existed keeps its own).
-    pub const OPTIONS: [&'static str; 4] = [
-        "down-after-milliseconds",
-        "failover-timeout",
-        "parallel-syncs",
-        "quorum",
-    ];
-
-    /// The values, in the order of [`Self::OPTIONS`].
-    pub fn values(&self) -> [u64; 4] {
-        [
-            self.down_after_ms,
-            self.failover_timeout_ms,
-            self.parallel_syncs,
-            self.quorum,
-        ]
-    }
-}
 
 /// How the healer registers monitors.
 #[derive(Clone)]
@@ -128,6 +85,16 @@ impl Default for HealConfig {
     }
 }
 
+impl HealConfig {
+    /// Who the data-plane probe authenticates as: the sentinels' own data-pod user.
+    pub fn data_credentials(&self) -> Option<Credentials> {
+        self.data_password.clone().map(|password| Credentials {
+            user: self.data_user.clone(),
+            password,
+        })
+    }
+}
+
 /// Written by hand so the password never reaches a log line.
 impl std::fmt::Debug for HealConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,7 +119,7 @@ impl std::fmt::Debug for HealConfig {
 /// views.
 #[derive(Clone)]
 pub struct HealContext {
-    pub sentinel_credentials: Option<(Option<String>, String)>,
+    pub sentinel_credentials: Option<Credentials>,
     pub freshness: Duration,
     pub aliases: PodAliases,
     /// The origin of the monotonic clock the views are stamped against.
@@ -259,7 +226,7 @@ impl Healer {
         let copied = state
             .master_record
             .as_ref()
-            .map(MonitorSettings::of)
+            .map(MasterRecord::monitor_settings)
             .or_else(|| state.monitors.values().next().copied())
             .unwrap_or(MonitorSettings {
                 quorum: majority_of(configured) as u64,
@@ -366,24 +333,21 @@ impl Healer {
 
     /// Every configured data pod's `INFO replication`, concurrently, each under the deadline.
     async fn probe_data_pods(&self) -> Vec<(Addr, PodProbe)> {
-        let credentials = self.config.data_password.as_ref().and_then(|password| {
-            password
-                .expose_str()
-                .map(|password| (self.config.data_user.clone(), password.to_owned()))
-        });
+        let credentials = self.config.data_credentials();
         let mut probes = JoinSet::new();
         for (index, pod) in self.config.data_pods.iter().enumerate() {
             let pod = pod.clone();
             let credentials = credentials.clone();
             let timeout = self.config.action_timeout;
             probes.spawn(async move {
-                let probe = tokio::time::timeout(timeout, probe_pod(&pod, credentials.as_ref()))
-                    .await
-                    .unwrap_or(Ok(PodProbe::Unreachable))
-                    .unwrap_or_else(|error| {
-                        tracing::debug!(%pod, %error, "data pod probe failed");
-                        PodProbe::Unreachable
-                    });
+                let probe =
+                    tokio::time::timeout(timeout, dataplane::probe(&pod, credentials.as_ref()))
+                        .await
+                        .unwrap_or(Ok(PodProbe::Unreachable))
+                        .unwrap_or_else(|error| {
+                            tracing::debug!(%pod, %error, "data pod probe failed");
+                            PodProbe::Unreachable
+                        });
                 (index, pod, probe)
             });
         }
@@ -400,9 +364,9 @@ impl Healer {
 async fn apply(
     action: &HealAction,
     spec: &MonitorSpec,
-    credentials: Option<&(Option<String>, String)>,
+    credentials: Option<&Credentials>,
 ) -> Result<MonitorSettings, HealError> {
-    let mut connection = upstream::connect(action.sentinel.addr(), credentials).await?;
+    let mut connection = conn::connect(action.sentinel.addr(), credentials).await?;
     match &action.reason {
         HealReason::Unmonitored | HealReason::DataPlane => {
             register::register(&mut connection, spec, false).await
@@ -412,69 +376,4 @@ async fn apply(
             register::reconfigure(&mut connection, spec, differences).await
         }
     }
-}
-
-/// Asks one data pod for `INFO replication`.
-async fn probe_pod(
-    pod: &Addr,
-    credentials: Option<&(Option<String>, String)>,
-) -> Result<PodProbe, LinkError> {
-    let mut connection = upstream::connect(pod, credentials).await?;
-    connection.queue(&["INFO", "replication"]);
-    connection.flush().await?;
-    let text = match Value::from(&connection.next_frame().await?) {
-        Value::Str(text) => String::from_utf8_lossy(&text).into_owned(),
-        Value::Error(error) => {
-            return Err(LinkError::Server {
-                command: "INFO replication",
-                error,
-            });
-        }
-        other => {
-            return Err(LinkError::Server {
-                command: "INFO replication",
-                error: format!("unexpected reply {other:?}"),
-            });
-        }
-    };
-    let info = InfoReplication::parse(&text).map_err(|error| LinkError::Reply {
-        command: "INFO replication",
-        error,
-    })?;
-    Ok(probe_of(&info))
-}
-
-/// What an `INFO replication` says, as the data-plane choice reads it.
-pub fn probe_of(info: &InfoReplication) -> PodProbe {
-    if info.is_master() {
-        let attached = info
-            .slaves
-            .iter()
-            .filter(|replica| replica.state == "online")
-            .filter_map(|replica| Addr::from_parts(&replica.ip, &replica.port.to_string()).ok())
-            .collect();
-        PodProbe::Master {
-            attached,
-            offset: info.master_repl_offset.unwrap_or(0),
-        }
-    } else {
-        let master = match (&info.master_host, info.master_port) {
-            (Some(host), Some(port)) => Addr::from_parts(host, &port.to_string()).ok(),
-            _ => None,
-        };
-        PodProbe::Replica {
-            master,
-            link_up: info.master_link_status.as_deref() == Some("up"),
-        }
-    }
-}
-
-/// Per-sentinel monitor settings from the records the owner keeps.
-pub fn monitors_of<'a>(
-    records: impl IntoIterator<Item = (&'a SentinelId, &'a MasterRecord)>,
-) -> BTreeMap<SentinelId, MonitorSettings> {
-    records
-        .into_iter()
-        .map(|(sentinel, record)| (sentinel.clone(), MonitorSettings::of(record)))
-        .collect()
 }

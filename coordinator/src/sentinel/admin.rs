@@ -1,0 +1,2 @@
+//! Sentinel administration for the lifecycle actions. This is the single place that sends
+//! `SENTINEL FAILOVER`.
