@@ -214,4 +214,65 @@ mod tests {
             Ok(Probe::Secondary(Some(5)))
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn local() -> impl Strategy<Value = Local> {
+            prop_oneof![
+                (0u8..3).prop_map(|id| Local::Master {
+                    run_id: RunId::parse(&format!("{id:02x}"))
+                        .expect("hex")
+                        .expect("some"),
+                }),
+                Just(Local::Replica),
+                Just(Local::Unknown("timeout".into())),
+            ]
+        }
+
+        fn agreement() -> impl Strategy<Value = Option<AgreedMaster>> {
+            proptest::option::of(
+                (0u64..5, proptest::option::of(0u8..3)).prop_map(|(epoch, id)| {
+                    let id = id.map(|id| format!("{id:02x}"));
+                    agreed(epoch, id.as_deref())
+                }),
+            )
+        }
+
+        proptest! {
+            /// `primary` is printed only for the agreed master, proven by run id, that says
+            /// it is master itself, and always at the agreed epoch; without an agreement no
+            /// line is ever versioned and no pod is ever primary.
+            #[test]
+            fn primary_needs_agreement_address_and_run_id(
+                agreed in agreement(),
+                names_me in any::<bool>(),
+                local in local(),
+            ) {
+                match decide(agreed.as_ref(), names_me, &local) {
+                    Ok(Probe::Primary(epoch)) => {
+                        let agreed = agreed.expect("primary only under an agreement");
+                        prop_assert!(names_me);
+                        prop_assert_eq!(epoch, agreed.config_epoch);
+                        let Local::Master { run_id } = &local else {
+                            return Err(TestCaseError::fail("primary of a non-master"));
+                        };
+                        prop_assert_eq!(agreed.run_id.as_ref(), Some(run_id));
+                    }
+                    Ok(Probe::Secondary(version)) => {
+                        prop_assert_eq!(version, agreed.as_ref().map(|a| a.config_epoch));
+                        if agreed.is_none() {
+                            prop_assert_eq!(&local, &Local::Replica);
+                        }
+                    }
+                    Err(_) => prop_assert!(
+                        agreed.is_none() || names_me,
+                        "a pod the agreement does not name always has a role"
+                    ),
+                }
+            }
+        }
+    }
 }
