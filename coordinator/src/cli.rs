@@ -27,9 +27,18 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:26379";
 
 /// Serves the master a majority of Valkey sentinels agree on, as a sentinel-compatible endpoint.
 #[derive(Debug, Parser)]
-#[command(name = "valkey-coordinator", version, about, long_about = None)]
+#[command(
+    name = "valkey-coordinator",
+    version,
+    about,
+    long_about = None,
+    after_help = "Logging: VALKEY_COORDINATOR_LOG (or RUST_LOG) sets the level as a tracing \
+                  filter, e.g. `debug` or `valkey_coordinator=debug,warn`; the default is `info` \
+                  for serve and `warn` for the lifecycle actions. At debug level every client \
+                  command is logged, without the arguments of AUTH and HELLO."
+)]
 pub struct Cli {
-    /// Log line format.
+    /// Log line format (logs go to stderr; colour only on a terminal).
     #[arg(
         long,
         global = true,
@@ -39,10 +48,9 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
-    /// Threads that run the service; one per core when absent. Measured against a real
-    /// sentinel on 2 cores: 1 (a single-threaded runtime) spends the least CPU per discovery
-    /// request, while one per core delivers a `+switch-master` to 10,000 subscribers about
-    /// twice as fast, which is why it is the default.
+    /// Threads that run the service; one per core when absent, which tells many subscribers
+    /// of a switch fastest. 1 (a single-threaded runtime) spends the least CPU per request:
+    /// use it where discovery load is high and subscribers are few (bench/run.sh measures both).
     #[arg(
         long,
         global = true,
@@ -296,8 +304,9 @@ pub struct DemoArgs {
     pub run_for: Option<u64>,
 }
 
-/// How log lines are written. The level comes from `VALKEY_COORDINATOR_LOG` (a tracing
-/// env-filter, `info` by default).
+/// How log lines are written (to stderr). The level comes from `VALKEY_COORDINATOR_LOG`, else
+/// `RUST_LOG` (a tracing env-filter such as `debug` or `valkey_coordinator=debug`; `info` by
+/// default for `serve`, `warn` for the lifecycle actions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.

@@ -17,8 +17,8 @@ use valkey_coordinator::{lifecycle, service};
 #[cfg(feature = "demo")]
 mod demo;
 
-/// The variable holding the log filter (tracing env-filter syntax).
-const LOG_ENV: &str = "VALKEY_COORDINATOR_LOG";
+/// The variables holding the log filter (tracing env-filter syntax), the first set one winning.
+const LOG_ENVS: [&str; 2] = ["VALKEY_COORDINATOR_LOG", "RUST_LOG"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,10 +36,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; colour only when stderr is a terminal, so `kubectl logs` and files get
+/// plain text.
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter = EnvFilter::try_from_env(LOG_ENV).unwrap_or_else(|_| EnvFilter::new(default_level));
+    use std::io::IsTerminal as _;
+
+    let filter = LOG_ENVS
+        .iter()
+        .find_map(|name| EnvFilter::try_from_env(name).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

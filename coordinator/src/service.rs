@@ -209,16 +209,13 @@ async fn start_with(
     let tracker = TaskTracker::new();
     tracing::info!(
         listen = %listen_addr,
-        metrics = ?metrics_addr,
-        names = ?names,
-        sentinels = ?sentinels.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        peers = ?config.server.peers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        metrics = %metrics_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+        names = %joined(&names),
+        sentinels = %joined(&sentinels),
+        peers = %joined(&config.server.peers),
         auth = config.server.users.auth_required(),
         healing = config.heal.is_some(),
-        data_pods = ?config
-            .heal
-            .as_ref()
-            .map(|heal| heal.data_pods.iter().map(ToString::to_string).collect::<Vec<_>>()),
+        data_pods = %config.heal.as_ref().map(|heal| joined(&heal.data_pods)).unwrap_or_default(),
         "coordinator starting"
     );
 
@@ -271,6 +268,16 @@ async fn start_with(
         tracker,
         grace: config.shutdown_grace,
     })
+}
+
+/// A list as one log field: comma-separated display forms, so a JSON log line carries a plain
+/// string rather than a Rust debug rendering.
+pub(crate) fn joined<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|item| item.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Spawns the upstream half on `tracker`: one owner task per name `registry` knows (of

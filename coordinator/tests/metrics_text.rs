@@ -1,5 +1,5 @@
 //! The metrics endpoint: what a Prometheus scrape of a running coordinator's state looks like,
-//! and how the tiny HTTP responder treats anything that is not `GET /metrics`.
+//! the health endpoints, and how the tiny HTTP responder treats anything else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -175,4 +175,33 @@ async fn the_endpoint_answers_get_metrics_and_refuses_the_rest() {
         .await
         .expect("stops on shutdown")
         .expect("no panic");
+}
+
+#[tokio::test]
+async fn health_says_alive_and_ready_only_with_an_agreed_master_naming_every_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let shutdown = CancellationToken::new();
+    let lonely = Arc::new(Registry::new(&["mymaster".to_owned()], 3));
+    let server = tokio::spawn(metrics::serve(
+        listener,
+        Arc::clone(&lonely),
+        shutdown.clone(),
+    ));
+
+    let alive = http(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;
+    assert!(alive.starts_with("HTTP/1.1 200 OK\r\n"), "{alive}");
+    let not_ready = http(addr, "GET /readyz HTTP/1.1\r\n\r\n").await;
+    assert!(not_ready.starts_with("HTTP/1.1 503 "), "{not_ready}");
+    assert!(not_ready.contains("mymaster: no quorum: "), "{not_ready}");
+    shutdown.cancel();
+    server.await.expect("no panic");
+
+    let (ready, body) = metrics::readiness(&busy_registry());
+    assert!(ready, "{body}");
+    assert!(
+        body.contains("mymaster: agreed on 10.1.0.2:6379 at epoch 7 by 2 sentinels"),
+        "{body}"
+    );
+    assert!(body.contains("other: no quorum: "), "{body}");
 }

@@ -282,7 +282,7 @@ impl Healer {
                         sentinel = %action.sentinel,
                         master = %action.master,
                         reason,
-                        detail = ?action.reason,
+                        detail = %action.reason,
                         quorum = found.quorum,
                         down_after_ms = found.down_after_ms,
                         failover_timeout_ms = found.failover_timeout_ms,
@@ -324,7 +324,9 @@ impl Healer {
             tracing::warn!(
                 name = %self.name,
                 reason = %text,
-                probes = ?probes,
+                probes = %crate::service::joined(
+                    probes.iter().map(|(pod, probe)| format!("{pod} {probe}"))
+                ),
                 "monitors lost, but the data pods prove no master: registering nothing"
             );
             self.last_refusal = Some(text);

@@ -1,5 +1,8 @@
-//! Prometheus metrics over a minimal HTTP/1.1 responder: `GET /metrics` answers the text
-//! exposition format, anything else a 404 (405 for other methods), one request per connection.
+//! Prometheus metrics and the pod's health over a minimal HTTP/1.1 responder, one request per
+//! connection: `GET /metrics` answers the text exposition format; `GET /healthz` 200 while the
+//! process serves (Kubernetes' liveness probe); `GET /readyz` 200 once some master name is
+//! agreed by a majority of the configured sentinels, 503 with each name's reason otherwise (the
+//! readiness probe); anything else a 404 (405 for other methods).
 //!
 //! Everything is read from the registry at scrape time, so nothing on a client's path does any
 //! work for metrics beyond the atomic counters the registry already keeps. A full HTTP stack
@@ -28,7 +31,9 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Serves scrapes until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
-    tracing::info!(listen = ?listener.local_addr().ok(), "serving metrics");
+    if let Ok(listen) = listener.local_addr() {
+        tracing::info!(%listen, "serving metrics");
+    }
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -83,6 +88,16 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     let path = target.map(|t| t.split(|b| *b == b'?').next().unwrap_or_default());
     match (method, path) {
         (b"GET", Some(b"/metrics")) => respond(&mut stream, "200 OK", &render(registry)).await,
+        (b"GET", Some(b"/healthz")) => respond(&mut stream, "200 OK", "ok\n").await,
+        (b"GET", Some(b"/readyz")) => {
+            let (ready, body) = readiness(registry);
+            let status = if ready {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            respond(&mut stream, status, &body).await
+        }
         (b"GET", _) => respond(&mut stream, "404 Not Found", "not found\n").await,
         _ => respond(&mut stream, "405 Method Not Allowed", "").await,
     }
@@ -95,6 +110,31 @@ async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::R
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// Whether some master name is agreed, with one line per name saying what each verdict is.
+pub fn readiness(registry: &Registry) -> (bool, String) {
+    let mut ready = false;
+    let mut body = String::new();
+    for name in registry.names() {
+        let Some(state) = registry.get(name) else {
+            continue;
+        };
+        match &state.verdict {
+            Verdict::Agreed(agreement) => {
+                ready = true;
+                let _ = writeln!(
+                    body,
+                    "{name}: agreed on {} at epoch {} by {} sentinels",
+                    agreement.master, agreement.config_epoch, agreement.votes
+                );
+            }
+            Verdict::NoQuorum(no_quorum) => {
+                let _ = writeln!(body, "{name}: no quorum: {}", no_quorum.reason);
+            }
+        }
+    }
+    (ready, body)
 }
 
 /// The whole exposition, in the Prometheus text format.

@@ -339,7 +339,7 @@ fn log_change(name: &str, previous: &Verdict, verdict: &Verdict) {
             master = %agreement.master,
             epoch = agreement.config_epoch,
             votes = agreement.votes,
-            voters = ?agreement.voters.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            voters = %crate::service::joined(&agreement.voters),
             failover_in_progress = agreement.failover_in_progress,
             previous = %previous,
             "verdict changed: agreed"
@@ -347,11 +347,12 @@ fn log_change(name: &str, previous: &Verdict, verdict: &Verdict) {
         Verdict::NoQuorum(no_quorum) => tracing::info!(
             name,
             reason = %no_quorum.reason,
-            candidates = ?no_quorum
-                .candidates
-                .iter()
-                .map(|c| format!("{}@{} votes={}", c.master, c.config_epoch, c.votes))
-                .collect::<Vec<_>>(),
+            candidates = %crate::service::joined(
+                no_quorum
+                    .candidates
+                    .iter()
+                    .map(|c| format!("{}@{} votes={}", c.master, c.config_epoch, c.votes))
+            ),
             previous = %previous,
             "verdict changed: no quorum"
         ),

@@ -133,7 +133,9 @@ pub async fn run(
         started: tokio::time::Instant::now(),
     });
     let tasks = TaskTracker::new();
-    tracing::info!(listen = ?local_addr, "serving sentinel-compatible clients");
+    if let Some(listen) = local_addr {
+        tracing::info!(%listen, "serving sentinel-compatible clients");
+    }
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,

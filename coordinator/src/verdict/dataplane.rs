@@ -61,6 +61,27 @@ pub fn probe_of(info: &InfoReplication) -> PodProbe {
     }
 }
 
+impl fmt::Display for PodProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PodProbe::Unreachable => f.write_str("unreachable"),
+            PodProbe::Master { attached, offset } => write!(
+                f,
+                "master with {} attached replicas at offset {offset}",
+                attached.len()
+            ),
+            PodProbe::Replica { master, link_up } => write!(
+                f,
+                "replica of {} (link {})",
+                master
+                    .as_ref()
+                    .map_or_else(|| "?".to_owned(), ToString::to_string),
+                if *link_up { "up" } else { "down" }
+            ),
+        }
+    }
+}
+
 /// Why the data pods prove no master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {

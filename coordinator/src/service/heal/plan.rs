@@ -91,6 +91,28 @@ pub enum HealReason {
     DataPlane,
 }
 
+impl std::fmt::Display for HealReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HealReason::Unmonitored => f.write_str("monitored nothing"),
+            HealReason::WrongMaster {
+                reported,
+                config_epoch,
+            } => write!(f, "named {reported} at epoch {config_epoch}"),
+            HealReason::Settings { differences } => {
+                f.write_str("differed in")?;
+                for (option, value) in differences {
+                    write!(f, " {option} (expected {value})")?;
+                }
+                Ok(())
+            }
+            HealReason::DataPlane => {
+                f.write_str("every monitor lost; the data pods prove the master")
+            }
+        }
+    }
+}
+
 impl HealReason {
     /// A short label for logs and metrics.
     pub fn label(&self) -> &'static str {

@@ -67,6 +67,9 @@ pub fn execute(
     codec: &mut RequestCodec,
     out: &mut BytesMut,
 ) -> &'static str {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        log_command(args, session);
+    }
     // A bare `PING` outside subscribed mode is the other command clients repeat (health
     // checks, pipelined keep-alives); every preset allows it, and its answer never varies.
     if args.len() == 1
@@ -97,6 +100,32 @@ pub fn execute(
         encode(reply, session.protocol, out);
     }
     name
+}
+
+/// At debug level, each command as the client sent it, except that `AUTH` and `HELLO` are
+/// shown by name only: their arguments carry passwords.
+fn log_command(args: &[Bytes], session: &Session) {
+    let Some(first) = args.first() else {
+        return;
+    };
+    let secret = first.eq_ignore_ascii_case(b"AUTH") || first.eq_ignore_ascii_case(b"HELLO");
+    let shown: Vec<String> = if secret {
+        vec![String::from_utf8_lossy(first).into_owned()]
+    } else {
+        args.iter()
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect()
+    };
+    let mut command = shown.join(" ");
+    if command.len() > 512 {
+        let cut = (0..=512)
+            .rev()
+            .find(|&i| command.is_char_boundary(i))
+            .unwrap_or(0);
+        command.truncate(cut);
+        command.push_str("...");
+    }
+    tracing::debug!(client = session.id, peer = %session.peer, %command, "client command");
 }
 
 /// The name of a `SENTINEL GET-MASTER-ADDR-BY-NAME <name>` (or its `PRIMARY` spelling),
