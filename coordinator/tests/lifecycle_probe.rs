@@ -271,3 +271,72 @@ async fn secrets_from_files_and_the_environment_never_reach_any_output() {
     }
     assert!(reason.contains("no master is agreed"), "{reason}");
 }
+
+/// Scenario: a coordinator that agrees is asked first, so the probe proves the master even
+/// when none of the sentinels it lists can be reached; a coordinator without a verdict sends
+/// it to the sentinels, which then decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_is_asked_first_and_the_sentinels_when_it_has_no_verdict() {
+    use valkey_coordinator::addr::Addr;
+    use valkey_coordinator::service::{self, ServiceConfig};
+
+    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+        .start()
+        .await
+        .expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(Addr::from).collect();
+    let config = ServiceConfig::new(
+        "127.0.0.1:0".parse().expect("literal"),
+        sentinels,
+        vec![lab.master_name().to_owned()],
+    );
+    let coordinator = service::start(config).await.expect("coordinator starts");
+    let address = coordinator.listen_addr.to_string();
+    let mut states = coordinator
+        .registry
+        .watch(lab.master_name())
+        .expect("followed");
+    tokio::time::timeout(
+        WAIT,
+        states.wait_for(|state| {
+            state
+                .verdict
+                .agreement()
+                .is_some_and(|a| a.run_id.is_some())
+        }),
+    )
+    .await
+    .expect("agreed in time")
+    .expect("published");
+
+    let mut command = Command::new(env!("CARGO_BIN_EXE_valkey-coordinator"));
+    command
+        .args(["role-probe", "--master-name", lab.master_name()])
+        .args(["--pod", &lab.data_addr(0).to_string()])
+        .args(["--coordinator", &address, "--timeout-ms", "3000"])
+        .args([
+            "--sentinel",
+            "127.0.0.1:1",
+            "--sentinel",
+            "127.0.0.1:2",
+            "--sentinel",
+            "127.0.0.1:3",
+        ]);
+    let through_coordinator = command.output().await.expect("runs");
+    let epoch0 = epoch(&lab).await;
+    assert_eq!(one_line(&through_coordinator), format!("primary {epoch0}"));
+
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_addr = silent.local_addr().expect("bound").to_string();
+    let fallback = action(
+        &lab,
+        "role-probe",
+        lab.data_addr(1),
+        &["--coordinator", &silent_addr, "--timeout-ms", "4000"],
+        &[],
+    )
+    .await;
+    assert_eq!(one_line(&fallback), format!("secondary {epoch0}"));
+    coordinator.stop().await.expect("stops");
+}
