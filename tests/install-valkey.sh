@@ -105,11 +105,18 @@ WRAP
   "$bin/valkey-benchmark" --version >/dev/null 2>&1 || die "valkey-benchmark 8.0.1 does not start"
 }
 
+# What was installed is said once, when it was; a run that finds everything in place is quiet.
+installed=0
+for v in 9.1.2 8.1.8 8.0.1; do
+  has_version "$deps/$v/bin/valkey-server" "$v" || installed=1
+done
 install_912
 install_818
 install_801
-rm -rf "$work"/unpack.* 
-for v in 8.0.1 8.1.8 9.1.2; do
-  log "$v: $("$deps/$v/bin/valkey-server" --version)"
-done
+rm -rf "$work"/unpack.*
+if [ "$installed" = 1 ]; then
+  for v in 8.0.1 8.1.8 9.1.2; do
+    log "$v: $("$deps/$v/bin/valkey-server" --version)"
+  done
+fi
 echo "$deps"

@@ -277,23 +277,29 @@ impl ActionArgs {
 /// The `demo` flags.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The Valkey build the lab runs (8.0.1, 8.1.8 or 9.1.2), as installed by
-    /// tests/install-valkey.sh.
+    /// The Valkey build the lab runs, as installed by tests/install-valkey.sh.
     #[arg(
         long = "valkey-version",
         value_name = "VERSION",
         default_value = "9.1.2",
+        value_parser = ["8.0.1", "8.1.8", "9.1.2"],
         env = "VALKEY_COORDINATOR_DEMO_VALKEY_VERSION"
     )]
     pub valkey_version: String,
 
-    /// Where the demo's coordinator listens for sentinel-aware clients.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "VALKEY_COORDINATOR_DEMO_LISTEN")]
-    pub listen: SocketAddr,
+    /// Where the demo's coordinator listens for sentinel-aware clients; by default
+    /// 127.0.0.1:26379, or the first free port after it when a sentinel already has it.
+    #[arg(long, value_name = "ADDR", env = "VALKEY_COORDINATOR_DEMO_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
-    /// Ask a sentinel for a failover once the coordinator agrees on a master, to show the switch.
+    /// Move the master with the `switchover` action once the group has settled, to show a
+    /// planned hand-over.
     #[arg(long, env = "VALKEY_COORDINATOR_DEMO_FAILOVER")]
     pub failover: bool,
+
+    /// Show every verdict in full and every event of the tap, not only changes.
+    #[arg(long, short, env = "VALKEY_COORDINATOR_DEMO_VERBOSE")]
+    pub verbose: bool,
 
     /// Stop by itself after this many seconds (for scripted runs); runs until Ctrl-C otherwise.
     #[arg(

@@ -26,7 +26,12 @@ fn main() -> ExitCode {
         init_logging(cli.log_format, "warn");
         return run_action(action, cli.command);
     }
-    init_logging(cli.log_format, "info");
+    // The demo shows verdict changes itself; its service's info lines would say each twice.
+    let level = match &cli.command {
+        Command::Demo(args) if !args.verbose => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -83,7 +83,14 @@ pub enum StartRole {
     Master,
     /// `replicaof <addr>`: the pod starts as a replica of that master.
     ReplicaOf(SocketAddr),
+    /// No `replicaof` of the lab's own: the config ends with `include` of the pod's
+    /// [`INCLUDE_FILE`] (see `Lab::include_path`), which the test writes before the start, as a
+    /// managed pod's start script has the startup action write its role.
+    Included,
 }
+
+/// The file a data pod started with [`StartRole::Included`] includes, in its data directory.
+pub const INCLUDE_FILE: &str = "startup.conf";
 
 pub(crate) struct DataConfig<'a> {
     pub addr: SocketAddr,
@@ -139,6 +146,10 @@ pub(crate) fn render_data(c: &DataConfig<'_>) -> String {
     }
     for line in c.extra {
         let _ = writeln!(s, "{line}");
+    }
+    if c.role == StartRole::Included {
+        // Last, so the included decision wins over everything above.
+        let _ = writeln!(s, "include {}", c.dir.join(INCLUDE_FILE).display());
     }
     s
 }
@@ -261,6 +272,20 @@ mod tests {
             );
         }
         assert!(!text.contains("requirepass"));
+    }
+
+    #[test]
+    fn an_included_role_ends_the_config_with_the_include_and_no_replicaof() {
+        let text = render_data(&DataConfig {
+            addr: "127.0.42.11:6379".parse().unwrap(),
+            dir: Path::new("/tmp/x"),
+            role: StartRole::Included,
+            auth: None,
+            rdb: false,
+            extra: &["maxmemory 1mb".to_string()],
+        });
+        assert_eq!(text.lines().last(), Some("include /tmp/x/startup.conf"));
+        assert!(!text.contains("replicaof"), "{text}");
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct LabSpec {
     pub data_config: Vec<String>,
     /// Extra lines appended to every sentinel's initial config.
     pub sentinel_config: Vec<String>,
+    /// A group as KubeBlocks creates it: [`LabSpec::start`] starts no data pod and the sentinels
+    /// monitor nothing; the test starts each data pod ([`Lab::start_data`], typically with
+    /// [`StartRole::Included`] after running the startup action).
+    pub fresh: bool,
 }
 
 impl LabSpec {
@@ -72,7 +76,14 @@ impl LabSpec {
             rdb: false,
             data_config: Vec::new(),
             sentinel_config: Vec::new(),
+            fresh: false,
         }
+    }
+
+    /// Makes it a fresh group (see [`LabSpec::fresh`]).
+    pub fn fresh(mut self) -> Self {
+        self.fresh = true;
+        self
     }
 
     /// Sets the number of data pods.
@@ -123,10 +134,12 @@ impl LabSpec {
                 .map_err(|e| LabError::io(format!("clearing {}", root.display()), e))?;
         }
         let master = block.data_addr(0);
-        let data = (0..self.data_pods)
+        let data: Vec<Pod> = (0..self.data_pods)
             .map(|i| {
                 let id = PodId::Data(i);
-                let role = if i == 0 {
+                let role = if self.fresh {
+                    StartRole::Included
+                } else if i == 0 {
                     StartRole::Master
                 } else {
                     StartRole::ReplicaOf(master)
@@ -134,6 +147,12 @@ impl LabSpec {
                 Pod::new(id, block.data_addr(i), &root, role)
             })
             .collect();
+        // Every data directory exists from the start, so a test can write a pod's include
+        // file before its first start.
+        for pod in &data {
+            fs::create_dir_all(&pod.dir)
+                .map_err(|e| LabError::io(format!("creating {}", pod.dir.display()), e))?;
+        }
         let sentinels = (0..self.sentinels)
             .map(|j| {
                 let id = PodId::Sentinel(j);
@@ -408,11 +427,14 @@ impl Lab {
 
 impl Lab {
     async fn start_initial(&mut self) -> Result<()> {
-        for i in 0..self.data.len() {
-            self.start_pod(PodId::Data(i)).await?;
+        let fresh = self.spec.fresh;
+        if !fresh {
+            for i in 0..self.data.len() {
+                self.start_pod(PodId::Data(i)).await?;
+            }
         }
         for j in 0..self.sentinels.len() {
-            self.write_sentinel_config(j, true)?;
+            self.write_sentinel_config(j, !fresh)?;
             self.start_pod(PodId::Sentinel(j)).await?;
         }
         Ok(())
@@ -618,6 +640,13 @@ impl Lab {
             .iter()
             .find(|a| a.name == name)
             .map(|a| a.log.as_path())
+    }
+
+    /// The file data pod `i` includes when started with [`StartRole::Included`] (in its data
+    /// directory, which exists from the lab's start): where a test has the startup action write
+    /// the pod's role.
+    pub fn include_path(&self, i: usize) -> PathBuf {
+        self.data[i].dir.join(config::INCLUDE_FILE)
     }
 
     /// The role data pod `i` was last started with (what a plain [`Lab::restart`] reuses).

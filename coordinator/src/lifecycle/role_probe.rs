@@ -97,14 +97,47 @@ pub fn decide(
     }
 }
 
-/// Asks the pod and the group at once, under the budget, and decides.
-pub async fn run(target: &Target, budget: &Budget) -> Result<Probe, ActionError> {
+/// The start a replica may still have to finish: the file `startup` wrote, and the priority to
+/// raise it to after its first sync.
+#[derive(Debug, Clone, Copy)]
+pub struct StartupFile<'a> {
+    pub path: &'a std::path::Path,
+    pub replica_priority: u64,
+}
+
+/// Asks the pod and the group at once, under the budget, and decides. A replica whose
+/// `startup` file still holds the unsynced priority gets its configured one once it has synced
+/// (see [`super::startup::raise_priority_after_sync`]); a failure there is logged, never the
+/// probe's answer.
+pub async fn run(
+    target: &Target,
+    budget: &Budget,
+    startup: Option<StartupFile<'_>>,
+) -> Result<Probe, ActionError> {
     let pod = target.pod()?.clone();
     let (local, knowledge) = tokio::join!(
         budget.run("asking the pod", local_role(target, &pod)),
         knowledge::learn(target, budget),
     );
     let local = local.unwrap_or_else(|error| Local::Unknown(error.to_string()));
+    if let (Local::Replica, Some(file)) = (&local, startup) {
+        let raise = super::startup::raise_priority_after_sync(
+            file.path,
+            &pod,
+            target.data_credentials.as_ref(),
+            file.replica_priority,
+        );
+        match budget.run("raising the replica's priority", raise).await {
+            Ok(Ok(true)) => {
+                tracing::info!(%pod, priority = file.replica_priority, "first sync done: replica-priority raised")
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%pod, %error, "cannot raise the replica's priority yet")
+            }
+            Err(error) => tracing::warn!(%pod, %error, "cannot raise the replica's priority yet"),
+        }
+    }
     let agreed = knowledge.agreed();
     let names_me = agreed.is_some_and(|agreed| target.same_pod(&agreed.master, &pod));
     decide(agreed, names_me, &local).map_err(|reason| match &knowledge {

@@ -31,13 +31,18 @@ pub fn verdict_text(state: &NameState, registry: &Registry) -> String {
                 let _ = writeln!(out, "run_id: {run_id}");
             }
             let _ = writeln!(out, "config_epoch: {}", agreement.config_epoch);
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "votes: {} of {} configured ({} needed for a majority)",
                 agreement.votes,
                 configured,
                 majority_of(configured)
             );
+            if agreement.votes < majority_of(configured) {
+                // Rule 2: only a leader a majority elected raises an epoch.
+                out.push_str(", agreed because no counting sentinel reports a newer config epoch");
+            }
+            out.push('\n');
             let voters: Vec<String> = agreement.voters.iter().map(|v| v.to_string()).collect();
             let _ = writeln!(out, "voters: {}", voters.join(", "));
             let _ = writeln!(
@@ -78,7 +83,12 @@ pub fn verdict_text(state: &NameState, registry: &Registry) -> String {
     let links = registry.links();
     for (sentinel, view) in views_of_every_sentinel(state) {
         let _ = write!(out, "sentinel {sentinel}: ");
+        let link_up = links
+            .iter()
+            .any(|(id, link)| id == sentinel && link.connected);
         match view {
+            // Connected but not polled yet (the first seconds after start-up).
+            None | Some(SentinelView::Unreachable) if link_up => out.push_str("no answer yet"),
             None | Some(SentinelView::Unreachable) => out.push_str("unreachable"),
             Some(SentinelView::Unmonitored { observed_at }) => {
                 let _ = write!(
