@@ -78,7 +78,7 @@ pub enum Command {
     /// Lifecycle action: print this pod's role versioned by the agreed config epoch
     /// (`primary EPOCH`, `secondary EPOCH` or `secondary`); exit 1 with empty stdout when no role
     /// can be proven.
-    RoleProbe(ActionArgs),
+    RoleProbe(RoleProbeArgs),
     /// Lifecycle action: make the leaving pod (--pod) safe to remove: fail over first if it is
     /// the master.
     MemberLeave(ActionArgs),
@@ -199,6 +199,27 @@ pub struct StartupArgs {
 
     /// The pod's own replica-priority once it has synced (it starts at 0, never promotable
     /// before its first sync).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100,
+        env = "VALKEY_COORDINATOR_REPLICA_PRIORITY"
+    )]
+    pub replica_priority: u64,
+}
+
+/// The `role-probe` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RoleProbeArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// The file `startup` wrote for this pod: while it still holds the unsynced replica's
+    /// priority 0, the probe raises the pod to --replica-priority once it has synced.
+    #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_STARTUP_CONFIG")]
+    pub startup_config: Option<PathBuf>,
+
+    /// The pod's configured replica-priority (0: never promote, and never raised).
     #[arg(
         long,
         value_name = "N",

@@ -161,8 +161,15 @@ async fn action_line(command: Command) -> Result<String, (Option<String>, anyhow
     let plain = |error: anyhow::Error| (None, error);
     match command {
         Command::RoleProbe(args) => {
-            let (target, budget) = args.into_target().map_err(|e| plain(e.into()))?;
-            lifecycle::role_probe::run(&target, &budget)
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            let startup =
+                args.startup_config
+                    .as_deref()
+                    .map(|path| lifecycle::role_probe::StartupFile {
+                        path,
+                        replica_priority: args.replica_priority,
+                    });
+            lifecycle::role_probe::run(&target, &budget, startup)
                 .await
                 .map(|probe| probe.to_string())
                 .map_err(|e| plain(e.into()))
