@@ -299,18 +299,18 @@ async fn switch_over(lab: &Lab, name: &str, state: &NameState) {
         .verdict
         .agreement()
         .map(|agreement| agreement.master.clone());
+    let from = target
+        .pod
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     say(format!(
-        "{}  switchover: moving the master away from {}",
-        clock(),
-        target
-            .pod
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default()
+        "{}  moving the master away from {from} with the switchover action",
+        clock()
     ));
     let budget = Budget::new(SWITCHOVER_BUDGET);
     match lifecycle::switchover::run(&target, &budget, None, None).await {
-        Ok(line) => say(format!("{}  switchover: {line}", clock())),
+        Ok(line) => say(format!("{}  {line}", clock())),
         Err(error) => say(format!("{}  switchover failed: {error}", clock())),
     }
 }

@@ -172,7 +172,7 @@ async fn the_demo_shows_a_switchover_calmly_and_ctrl_c_leaves_nothing_behind() {
         lab_dir.display()
     );
     assert!(
-        output.seen.iter().all(|line| !line.contains(" event ")),
+        output.seen.iter().all(|line| !line.contains("  event   ")),
         "events only with --verbose:\n{}",
         output.seen.join("\n")
     );
