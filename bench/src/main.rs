@@ -8,13 +8,14 @@
 //!
 //! Phases, in order (each one that fails is reported and the rest still run): idle memory,
 //! discovery load (`valkey-benchmark`), many clients and the tap's fan-out, failover propagation
-//! over `--failovers` kill -9 failovers, client-visible unavailability with redis-py writers, and
-//! scaling (the verdict's cost, memory per sentinel count and per master-name count).
+//! over `--failovers` kill -9 failovers, client-visible unavailability with redis-py writers, the
+//! lifecycle actions' wall time per call, and scaling (the verdict's cost, memory per sentinel count and per master-name count).
 
 mod coordinator;
 mod discovery;
 mod failover;
 mod fanout;
+mod lifecycle;
 mod procfs;
 mod report;
 mod scaling;
@@ -49,6 +50,7 @@ enum Phase {
     Fanout,
     Propagation,
     Writers,
+    Lifecycle,
     Scaling,
 }
 
@@ -218,13 +220,15 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
 
-    report.section(
-        "lifecycle",
-        vec![Row::not_available(
-            "`startup` decision latency",
-            "the `startup` lifecycle action does not exist yet",
-        )],
-    );
+    if wants(Phase::Lifecycle) {
+        progress("lifecycle actions");
+        match lifecycle::rows(&coordinator_bin, &lab, main.addr).await {
+            Ok(rows) => report.section("lifecycle", rows),
+            Err(error) => report
+                .failures
+                .push(("lifecycle".into(), format!("{error:#}"))),
+        }
+    }
 
     if wants(Phase::Scaling) {
         progress("scaling");
