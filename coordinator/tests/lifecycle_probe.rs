@@ -212,13 +212,13 @@ fn write_secret(dir: &Path, name: &str, secret: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Scenario: with password-protected sentinels and an ACL user on the data pods, secrets from
-/// files and the environment; `status` prints the table and exits 0; no password appears in
-/// any output or on the command line.
+/// Scenario: with password-protected sentinels and an ACL user on the data pods, passwords
+/// with spaces, quotes, `$`, `*` and `>`, from files and the environment; `status` prints the
+/// table and exits 0; no password appears in any output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_from_files_and_the_environment_never_reach_any_output() {
-    let sentinel_secret = "marker-S$*>1";
-    let data_secret = "marker-D$*>2";
+    let sentinel_secret = r#"marker S$* >"q" 'one'"#;
+    let data_secret = r#"marker D$* >"q" 'two'"#;
     let auth = AuthSpec {
         sentinel_password: Some(sentinel_secret.into()),
         sentinel_user_password: data_secret.into(),
@@ -339,4 +339,92 @@ async fn a_coordinator_is_asked_first_and_the_sentinels_when_it_has_no_verdict()
     .await;
     assert_eq!(one_line(&fallback), format!("secondary {epoch0}"));
     coordinator.stop().await.expect("stops");
+}
+
+/// Scenario: every action run through the binary on a lab whose passwords carry spaces, quotes,
+/// `$`, `*` and `>`: `startup`, `member-leave` of a replica and a `switchover` succeed with the
+/// passwords from files, and no password is in their output or, sampled while they run, in any
+/// process's command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_action_keeps_marker_passwords_out_of_output_and_argv() {
+    let sentinel_secret = r#"marker S2$* >"q" 'three'"#;
+    let data_secret = r#"marker D2$* >"q" 'four'"#;
+    let auth = AuthSpec {
+        sentinel_password: Some(sentinel_secret.into()),
+        sentinel_user_password: data_secret.into(),
+        ..AuthSpec::simple()
+    };
+    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+        .auth(auth.clone())
+        .start()
+        .await
+        .expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    let sentinel_file = write_secret(lab.dir(), "sentinel.pass", sentinel_secret);
+    let data_file = write_secret(lab.dir(), "data.pass", data_secret);
+    let startup_file = lab.dir().join("startup-probe.conf");
+    let startup_file = startup_file.to_string_lossy().into_owned();
+    let secrets = [
+        "--sentinel-password-file",
+        sentinel_file.as_str(),
+        "--data-user",
+        auth.sentinel_user.as_str(),
+        "--data-password-file",
+        data_file.as_str(),
+        "--timeout-ms",
+        "20000",
+    ];
+    let leaked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&leaked);
+    let sampling = tokio::spawn(async move {
+        let mut samples = 0u32;
+        loop {
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                    if cmdline.contains("marker S2") || cmdline.contains("marker D2") {
+                        seen.lock().expect("not poisoned").push(cmdline);
+                    }
+                }
+            }
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if samples > 2_000 {
+                break;
+            }
+        }
+    });
+    let startup = action(
+        &lab,
+        "startup",
+        lab.data_addr(1),
+        &[&secrets[..], &["--write-config", &startup_file]].concat(),
+        &[],
+    )
+    .await;
+    let decided = one_line(&startup);
+    assert_eq!(
+        decided,
+        format!(
+            "replica {} {}",
+            lab.data_addr(0).ip(),
+            lab.data_addr(0).port()
+        )
+    );
+    let leave = action(&lab, "member-leave", lab.data_addr(2), &secrets, &[]).await;
+    one_line(&leave);
+    let switchover = action(&lab, "switchover", lab.data_addr(0), &secrets, &[]).await;
+    let moved = one_line(&switchover);
+    assert!(moved.contains("is master at epoch"), "{moved}");
+    for output in [&startup, &leave, &switchover] {
+        for secret in [sentinel_secret, data_secret] {
+            assert!(!stdout(output).contains(secret) && !stderr(output).contains(secret));
+        }
+    }
+    sampling.abort();
+    let leaked = leaked.lock().expect("not poisoned").clone();
+    assert!(
+        leaked.is_empty(),
+        "a password on a command line: {leaked:?}"
+    );
 }

@@ -124,20 +124,23 @@ pub(crate) fn render_data(c: &DataConfig<'_>) -> String {
     let _ = writeln!(s, "repl-diskless-sync yes");
     let _ = writeln!(s, "repl-diskless-sync-delay 0");
     if let Some(auth) = c.auth {
-        let _ = writeln!(s, "requirepass {}", auth.default_password);
+        let _ = writeln!(s, "requirepass {}", conf_arg(&auth.default_password));
         let _ = writeln!(
             s,
-            "user {} on >{} {}",
-            auth.sentinel_user, auth.sentinel_user_password, auth.sentinel_user_rules
+            "user {} on {} {}",
+            auth.sentinel_user,
+            conf_arg(&format!(">{}", auth.sentinel_user_password)),
+            auth.sentinel_user_rules
         );
         match &auth.replication_user {
             Some((user, password)) => {
-                let _ = writeln!(s, "user {user} on >{password} +psync +replconf +ping");
+                let rule = conf_arg(&format!(">{password}"));
+                let _ = writeln!(s, "user {user} on {rule} +psync +replconf +ping");
                 let _ = writeln!(s, "masteruser {user}");
-                let _ = writeln!(s, "masterauth {password}");
+                let _ = writeln!(s, "masterauth {}", conf_arg(password));
             }
             None => {
-                let _ = writeln!(s, "masterauth {}", auth.default_password);
+                let _ = writeln!(s, "masterauth {}", conf_arg(&auth.default_password));
             }
         }
     }
@@ -183,11 +186,12 @@ pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
     let _ = writeln!(s, "logfile \"\"");
     let _ = writeln!(s, "dir {}", c.dir.display());
     if let Some(password) = c.auth.and_then(|a| a.sentinel_password.as_deref()) {
-        let _ = writeln!(s, "requirepass {password}");
-        let _ = writeln!(s, "sentinel sentinel-pass {password}");
+        let _ = writeln!(s, "requirepass {}", conf_arg(password));
+        let _ = writeln!(s, "sentinel sentinel-pass {}", conf_arg(password));
     }
     if let Some(m) = &c.monitor {
         for line in monitor_lines(m, c.auth) {
+            let line: Vec<String> = line.iter().map(|arg| conf_arg(arg)).collect();
             let _ = writeln!(s, "sentinel {}", line.join(" "));
         }
     }
@@ -195,6 +199,30 @@ pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
         let _ = writeln!(s, "{line}");
     }
     s
+}
+
+/// One argument of a config line, quoted the way Valkey's config parser reads it back when it
+/// holds anything but plain characters: test passwords carry spaces, quotes, `$`, `*` and `>`.
+pub(crate) fn conf_arg(value: &str) -> String {
+    let plain = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/,@+".contains(&b));
+    if plain {
+        return value.to_owned();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for byte in value.bytes() {
+        match byte {
+            b'"' => quoted.push_str("\\\""),
+            b'\\' => quoted.push_str("\\\\"),
+            b' '..=b'~' => quoted.push(char::from(byte)),
+            other => quoted.push_str(&format!("\\x{other:02x}")),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// The `SENTINEL ...` arguments that register a monitor: `MONITOR` first, then every `SET`. The
@@ -320,6 +348,14 @@ mod tests {
         // The monitor must come before the options that name it.
         let monitor = text.find("sentinel monitor").unwrap();
         assert!(text.find("sentinel down-after").unwrap() > monitor);
+    }
+
+    #[test]
+    fn passwords_with_spaces_quotes_and_symbols_are_quoted_for_the_config_parser() {
+        assert_eq!(conf_arg("lab-default-pw"), "lab-default-pw");
+        assert_eq!(conf_arg(r#"a b"c\d$*>'"#), r#""a b\"c\\d$*>'""#);
+        assert_eq!(conf_arg(""), r#""""#);
+        assert_eq!(conf_arg("tab\there"), r#""tab\x09here""#);
     }
 
     #[test]
