@@ -127,7 +127,12 @@ async fn follow(
     let listen = coordinator.listen_addr;
     let cli = ValkeyVersion::V8_1_8
         .binary("valkey-cli")
-        .map(|path| path.display().to_string())
+        .map(|path| {
+            std::fs::canonicalize(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        })
         .unwrap_or_else(|_| "valkey-cli".to_owned());
     let ask = format!("{cli} -h {} -p {}", listen.ip(), listen.port());
     say(format!(
