@@ -120,7 +120,10 @@ async fn follow(
 
     let name = lab.master_name().to_owned();
     let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(Addr::from).collect();
-    let config = ServiceConfig::new(listen, sentinels, vec![name.clone()]);
+    let mut config = ServiceConfig::new(listen, sentinels, vec![name.clone()]);
+    // Any free port beside the clients' address: the demo shows what Prometheus and the
+    // Kubernetes probes would read.
+    config.metrics_listen = Some(SocketAddr::new(listen.ip(), 0));
     let coordinator = service::start(config)
         .await
         .context("cannot start the coordinator")?;
@@ -140,6 +143,11 @@ async fn follow(
          {ask} SENTINEL GET-MASTER-ADDR-BY-NAME {name}\n  \
          {ask} COORDINATOR VERDICT {name}"
     ));
+    if let Some(metrics) = coordinator.metrics_addr {
+        say(format!(
+            "metrics and health: curl http://{metrics}/metrics | /healthz | /readyz"
+        ));
+    }
     say(if args.verbose {
         "showing every verdict in full and every event (Ctrl-C stops)"
     } else {

@@ -44,6 +44,18 @@ impl Output {
     }
 }
 
+/// One HTTP GET, the whole response as text.
+async fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: demo\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
 /// `GET-MASTER-ADDR-BY-NAME` over a raw connection, answered as `ip:port`.
 async fn master_by_name(coordinator: &str) -> String {
     let mut stream = TcpStream::connect(coordinator).await.expect("connect");
@@ -144,7 +156,16 @@ async fn the_demo_shows_a_switchover_calmly_and_ctrl_c_leaves_nothing_behind() {
         Path::new(cli_path).is_file(),
         "a ready-to-paste valkey-cli: {cli}"
     );
+    let metrics = output.line_with("metrics and health: curl http://").await;
+    let metrics = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the metrics address")
+        .to_owned();
     let first = output.line_with("  verdict master ").await;
+    let ready = http_get(&metrics, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200 "), "{ready}");
     assert!(first.contains("named by "), "{first}");
     let old = first
         .split_whitespace()
