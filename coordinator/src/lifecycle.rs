@@ -35,6 +35,10 @@ use crate::sentinel::conn::Credentials;
 /// with room for the process to start and print.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(25);
 
+/// The longest one question to one data pod may take (`INFO`, `ROLE`): a black-holed pod costs
+/// its own answer, not the action's budget.
+pub const POD_CAP: Duration = Duration::from_millis(1_000);
+
 /// The replication group one action runs against.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -1,5 +1,5 @@
 //! The `startup` action against real servers (DESIGN section 5, upstream-failures Part D
-//! scenarios 1-6 and 84): each data pod here starts the way a managed pod does, the action first
+//! scenarios 1-6, 9 and 84): each data pod here starts the way a managed pod does, the action first
 //! (writing the pod's include file), then the server with `include` of it
 //! ([`StartRole::Included`]), one pod at a time in ordinal order as KubeBlocks' OrderedReady
 //! does. A role sampler watches every restart: no moment has two masters.
@@ -463,10 +463,81 @@ async fn a_replica_with_no_provable_master_is_refused(version: ValkeyVersion) {
     assert!(!lab.include_path(2).exists());
 }
 
+/// Scenario 3 and S3: the sentinels still agree on valkey-0 while it answers as a replica (as in
+/// the moment of a failover; here it is pointed at an address with nothing behind it, which
+/// the sentinels take 20 s to notice): the restarting valkey-1 never follows it (no chain),
+/// retries, and under a short budget exits non-zero naming it, writing nothing. Given time, it
+/// follows valkey-0 once that answers as master again, and not before.
+async fn an_agreed_master_answering_as_a_replica_is_retried_never_chained(version: ValkeyVersion) {
+    let mut lab = LabSpec::new(version).start().await.expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    lab.kill(PodId::Data(1));
+    let master = lab.data_addr(0);
+    let nowhere = lab.block().spare_ip(50).to_string();
+    let mut pod0 = lab.client(PodId::Data(0)).await.expect("connect");
+    pod0.call(&["REPLICAOF", nowhere.as_str(), "6379"])
+        .await
+        .expect("valkey-0 answers as a replica");
+
+    let (decided, took) = decide(&lab, 1, &[], SHORT_BUDGET).await;
+    let error = decided.expect_err("an agreed master that is a replica is never followed");
+    eprintln!("agreed master answering as a replica: {error} after {took:?}");
+    assert!(took < SHORT_BUDGET + Duration::from_millis(500), "{took:?}");
+    let error = error.to_string();
+    assert!(
+        error.contains(&format!("agree on {master}")) && error.contains("answers as a replica"),
+        "{error}"
+    );
+    assert!(!lab.include_path(1).exists());
+
+    // Back to master a second into a longer budget: the retry follows it then.
+    const BACK_AFTER: Duration = Duration::from_secs(1);
+    let ((decided, took), ()) = tokio::join!(decide(&lab, 1, &[], BUDGET), async {
+        tokio::time::sleep(BACK_AFTER).await;
+        pod0.call(&["REPLICAOF", "NO", "ONE"])
+            .await
+            .expect("valkey-0 is master again");
+    });
+    eprintln!("followed valkey-0 after {took:?}");
+    assert_eq!(decided.expect("decides"), replica_of(&lab, 0));
+    assert!(
+        took >= BACK_AFTER,
+        "decided before valkey-0 was master: {took:?}"
+    );
+    lab.start_data(1, StartRole::Included)
+        .await
+        .expect("valkey-1 starts");
+    lab.wait_replica_of(1, master, WAIT)
+        .await
+        .expect("valkey-1 replicates valkey-0");
+}
+
+/// Scenario 9: with one sentinel hung (SIGSTOP: its port accepts, nothing answers), a
+/// restarting replica's startup decides from the other two, a majority of three, in under 5 s.
+async fn with_one_sentinel_hung_startup_decides_from_the_other_two(version: ValkeyVersion) {
+    let mut lab = LabSpec::new(version).start().await.expect("lab starts");
+    lab.wait_formed(WAIT).await.expect("group forms");
+    lab.pause(PodId::Sentinel(2)).expect("paused");
+    lab.kill(PodId::Data(1));
+
+    let (decided, took) = decide(&lab, 1, &[], BUDGET).await;
+    eprintln!("one sentinel hung: {decided:?} after {took:?}");
+    assert_eq!(decided.expect("two of three agree"), replica_of(&lab, 0));
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    lab.start_data(1, StartRole::Included)
+        .await
+        .expect("valkey-1 starts");
+    lab.wait_replica_of(1, lab.data_addr(0), WAIT)
+        .await
+        .expect("valkey-1 replicates valkey-0");
+}
+
 valkey_lab::on_every_version!(
     a_fresh_cluster_started_in_order_makes_pod_0_master,
     after_a_failover_to_pod_1_pod_0_restarts_as_its_replica,
     after_a_full_stop_with_every_sentinel_wiped_the_newest_data_wins,
     sentinels_split_or_short_of_a_majority_fail_within_the_budget,
     a_replica_with_no_provable_master_is_refused,
+    an_agreed_master_answering_as_a_replica_is_retried_never_chained,
+    with_one_sentinel_hung_startup_decides_from_the_other_two,
 );

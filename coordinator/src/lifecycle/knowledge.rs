@@ -21,8 +21,10 @@ use super::{Budget, Target};
 
 /// How much of the budget the coordinators get before the sentinels are asked.
 pub const COORDINATOR_SHARE: Duration = Duration::from_millis(1_000);
-/// The longest one survey of the sentinels may take.
-pub const SURVEY_CAP: Duration = Duration::from_millis(2_000);
+/// The longest one survey of the sentinels may take: a sentinel answers a poll in
+/// milliseconds, so one silent for a second is hung or cut off, and an action that surveys
+/// again while it waits (switchover, member-leave) pays this for every look.
+pub const SURVEY_CAP: Duration = Duration::from_millis(1_000);
 
 /// The agreed master, as an action needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

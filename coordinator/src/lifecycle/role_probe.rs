@@ -116,10 +116,12 @@ pub async fn run(
 ) -> Result<Probe, ActionError> {
     let pod = target.pod()?.clone();
     let (local, knowledge) = tokio::join!(
-        budget.run("asking the pod", local_role(target, &pod)),
+        tokio::time::timeout(budget.share(super::POD_CAP), local_role(target, &pod)),
         knowledge::learn(target, budget),
     );
-    let local = local.unwrap_or_else(|error| Local::Unknown(error.to_string()));
+    let local = local.unwrap_or_else(|_| {
+        Local::Unknown(format!("{pod} did not answer within {:?}", super::POD_CAP))
+    });
     if let (Local::Replica, Some(file)) = (&local, startup) {
         let raise = super::startup::raise_priority_after_sync(
             file.path,

@@ -82,6 +82,7 @@ use sentinel_protocol::sentinel::Value;
 use crate::addr::Addr;
 use crate::sentinel::conn::{self, ConnError, Credentials};
 use crate::sentinel::dataplane;
+use crate::sentinel::query::{Answer, Survey};
 use crate::verdict::NoQuorumReason;
 use crate::verdict::dataplane::{PodProbe, choose_master, probe_of};
 
@@ -389,9 +390,9 @@ async fn gather(target: &Target, budget: &Budget, me: usize, data_dir: &Path) ->
             master: master.master,
             failover_in_progress: master.failover_in_progress,
         },
-        Knowledge::NoQuorum { verdict, .. } => match verdict.reason {
+        Knowledge::NoQuorum { verdict, survey } => match verdict.reason {
             NoQuorumReason::AllUnmonitored { .. } => Group::Unmonitored,
-            reason => Group::NoQuorum(reason.to_string()),
+            reason => Group::NoQuorum(no_quorum_reason(&reason, &survey)),
         },
     };
     let mut facts = Facts {
@@ -421,6 +422,25 @@ async fn gather(target: &Target, budget: &Budget, me: usize, data_dir: &Path) ->
         Group::Agreed { .. } | Group::NoQuorum(_) => {}
     }
     facts
+}
+
+/// S4's reason, naming every sentinel that gave no answer and why, so the one failure line
+/// says which peer was not reached (a hung one, a refused password, a name that resolves
+/// nowhere).
+fn no_quorum_reason(reason: &NoQuorumReason, survey: &Survey) -> String {
+    let silent: Vec<String> = survey
+        .answers
+        .iter()
+        .filter_map(|(id, answer)| match answer {
+            Answer::Failed(error) => Some(format!("{id} ({error})")),
+            Answer::Polled(_) => None,
+        })
+        .collect();
+    if silent.is_empty() {
+        reason.to_string()
+    } else {
+        format!("{reason}; no answer from {}", silent.join(", "))
+    }
 }
 
 /// One data pod's `INFO replication`, within [`PEER_TIMEOUT`] of the budget.
@@ -508,10 +528,15 @@ async fn command(
         let mut connection = conn::connect(pod, target.data_credentials.as_ref()).await?;
         connection.call(args).await
     };
-    match budget.run("bootstrapping the data pods", sent).await? {
-        Ok(Value::Error(error)) => Err(ActionError::refused(format!("{}: {error}", what()))),
-        Ok(_) => Ok(()),
-        Err(error) => Err(ActionError::conn(what(), error)),
+    // The rest of the budget, and a timeout that names the pod that did not answer.
+    match tokio::time::timeout_at(budget.deadline(), sent).await {
+        Ok(Ok(Value::Error(error))) => Err(ActionError::refused(format!("{}: {error}", what()))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(ActionError::conn(what(), error)),
+        Err(_) => Err(ActionError::refused(format!(
+            "{}: no answer within the budget",
+            what()
+        ))),
     }
 }
 
@@ -896,6 +921,156 @@ mod tests {
         assert!(matches!(plan(&target(2), &facts), Plan::Refuse(_)));
     }
 
+    /// What a row of the scenario 84 table expects.
+    #[derive(Debug)]
+    enum Expect {
+        Plan(Plan),
+        Retry,
+        /// A refusal naming data pod `i`.
+        RefuseNaming(usize),
+    }
+
+    /// Upstream-failures scenario 84, the start script's replica-of decision table, row by row
+    /// as our rules answer it (three data pods; "no sentinels" is every sentinel monitoring
+    /// nothing). Where upstream elects a master at once, the rules here wait for the last pod
+    /// (B4, B5), and a running replica is refused only when it waits for nobody who can still
+    /// come (B3).
+    #[test]
+    fn the_replica_of_decision_table() {
+        let waiting_for_2 = |offset| replica(2, false, offset);
+        let rows: Vec<(&str, Facts, Expect)> = vec![
+            (
+                "no sentinels, fresh data, the last pod: the lowest ordinal is master",
+                bootstrap_facts(
+                    2,
+                    vec![waiting_for_2(0), waiting_for_2(0), Peer::Unreachable],
+                    0,
+                ),
+                Expect::Plan(Plan::Bootstrap {
+                    master: 0,
+                    repoint: vec![1],
+                }),
+            ),
+            (
+                "no sentinels, fresh data, the last pod is pod 0: it is master, pod 1 repointed",
+                bootstrap_facts(
+                    0,
+                    vec![Peer::Unreachable, waiting_for_2(0), replica(0, false, 0)],
+                    0,
+                ),
+                Expect::Plan(Plan::Bootstrap {
+                    master: 0,
+                    repoint: vec![1],
+                }),
+            ),
+            (
+                "a majority agrees and its master answers as master: follow it",
+                Facts {
+                    agreed_master: master(&[2], 7),
+                    ..facts(1, agreed(0))
+                },
+                Expect::Plan(Plan::Start(Decision::Replica(pod(0)))),
+            ),
+            (
+                "a majority agrees, its master answers as a replica: retry, no chain",
+                Facts {
+                    agreed_master: replica(2, true, 7),
+                    ..facts(1, agreed(0))
+                },
+                Expect::Retry,
+            ),
+            (
+                "a majority agrees, its master not created yet: follow it read-only",
+                facts(0, agreed(2)),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(2)))),
+            ),
+            (
+                "nothing provable, a fresh dir, no running peer: undecided replica of the highest",
+                bootstrap_facts(0, vec![Peer::Unreachable; 3], 0),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(2)))),
+            ),
+            (
+                "nothing provable, existing data, no running peer (full restart): the same",
+                bootstrap_facts(0, vec![Peer::Unreachable; 3], 5_000),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(2)))),
+            ),
+            (
+                "the highest pod, nothing provable, no running peer: replica of pod 1",
+                bootstrap_facts(2, vec![Peer::Unreachable; 3], 5_000),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(1)))),
+            ),
+            (
+                "a running replica of a pod that is gone, this pod fresh: refuse, naming it",
+                bootstrap_facts(
+                    2,
+                    vec![Peer::Unreachable, replica(0, false, 40), Peer::Unreachable],
+                    0,
+                ),
+                Expect::RefuseNaming(1),
+            ),
+            (
+                "a running replica of a pod that is gone, this pod with data: refuse, naming it",
+                bootstrap_facts(
+                    2,
+                    vec![Peer::Unreachable, replica(0, false, 40), Peer::Unreachable],
+                    90,
+                ),
+                Expect::RefuseNaming(1),
+            ),
+            (
+                "a running replica with no master at all: refuse, naming it",
+                bootstrap_facts(
+                    0,
+                    vec![
+                        Peer::Unreachable,
+                        Peer::Replica {
+                            master: None,
+                            link_up: false,
+                            offset: 3,
+                        },
+                        Peer::Unreachable,
+                    ],
+                    0,
+                ),
+                Expect::RefuseNaming(1),
+            ),
+            (
+                "a running replica waiting for a pod not created yet is no refusal",
+                bootstrap_facts(
+                    1,
+                    vec![waiting_for_2(10), Peer::Unreachable, Peer::Unreachable],
+                    0,
+                ),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(2)))),
+            ),
+            (
+                "a running replica waiting for this pod is no refusal",
+                bootstrap_facts(
+                    0,
+                    vec![Peer::Unreachable, replica(0, false, 10), Peer::Unreachable],
+                    0,
+                ),
+                Expect::Plan(Plan::Start(Decision::Replica(pod(2)))),
+            ),
+            (
+                "sentinels reachable but split, or short of a majority: retry",
+                facts(1, Group::NoQuorum("split".into())),
+                Expect::Retry,
+            ),
+        ];
+        for (case, facts, expect) in rows {
+            let planned = plan(&target(3), &facts);
+            match (&expect, &planned) {
+                (Expect::Plan(want), got) => assert_eq!(got, want, "{case}"),
+                (Expect::Retry, Plan::Retry(_)) => {}
+                (Expect::RefuseNaming(i), Plan::Refuse(reason)) => {
+                    assert!(reason.contains(&pod(*i).to_string()), "{case}: {reason}");
+                }
+                _ => panic!("{case}: expected {expect:?}, got {planned:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_single_pod_group_bootstraps_as_master() {
         assert_eq!(
@@ -919,6 +1094,20 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(error, ActionError::Usage(_)), "{error}");
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_bootstrap_command_to_a_black_holed_pod_ends_by_the_deadline_naming_it() {
+        // Never accepted: the kernel completes the handshake into the backlog, nothing answers.
+        let hole = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let holed = Addr::from(hole.local_addr().expect("addr"));
+        let target = Target::new("mymaster", Vec::new(), vec![pod(0), holed.clone()]);
+        let budget = Budget::new(Duration::from_millis(300));
+        let error = command(&target, &budget, 1, &["REPLICAOF", "NO", "ONE"])
+            .await
+            .expect_err("no answer");
+        assert!(budget.elapsed() < Duration::from_millis(800), "{error}");
+        assert!(error.to_string().contains(&holed.to_string()), "{error}");
     }
 
     #[test]

@@ -43,10 +43,10 @@ pub async fn run(target: &Target, budget: &Budget) -> Status {
                 let mut connection = conn::connect(&pod, credentials.as_ref()).await?;
                 dataplane::role(&mut connection).await
             };
-            let role = match budget.run("asking a data pod", asked).await {
+            let role = match tokio::time::timeout(budget.share(super::POD_CAP), asked).await {
                 Ok(Ok(role)) => Ok(role),
                 Ok(Err(error)) => Err(error.to_string()),
-                Err(error) => Err(error.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", super::POD_CAP)),
             };
             (index, PodStatus { addr: pod, role })
         });

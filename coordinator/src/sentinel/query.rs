@@ -181,7 +181,9 @@ pub struct Survey {
     pub name: String,
     /// One answer per configured sentinel (duplicates dropped), in configured order.
     pub answers: Vec<(SentinelId, Answer)>,
-    /// When the survey ended, on the clock every view is stamped against.
+    /// The moment the verdict is judged at, on the clock every view is stamped against: the
+    /// last answer's arrival, not the deadline, so answers that came at once are not aged by
+    /// the wait for a sentinel that never answered.
     pub finished: MonotonicTime,
 }
 
@@ -250,6 +252,14 @@ pub async fn survey(
     }
     let mut answers: Vec<(usize, Answer)> = running.join_all().await;
     answers.sort_by_key(|(index, _)| *index);
+    let finished = answers
+        .iter()
+        .filter_map(|(_, answer)| match answer {
+            Answer::Polled(polled) => observed_at(&polled.view),
+            Answer::Failed(_) => None,
+        })
+        .max()
+        .unwrap_or_else(|| MonotonicTime::between(origin.into_std(), Instant::now().into_std()));
     Survey {
         name: name.to_owned(),
         answers: unique
@@ -257,7 +267,16 @@ pub async fn survey(
             .map(SentinelId::new)
             .zip(answers.into_iter().map(|(_, answer)| answer))
             .collect(),
-        finished: MonotonicTime::between(origin.into_std(), Instant::now().into_std()),
+        finished,
+    }
+}
+
+/// When a view was observed (an unreachable one never was).
+fn observed_at(view: &SentinelView) -> Option<MonotonicTime> {
+    match view {
+        SentinelView::Unreachable => None,
+        SentinelView::Unmonitored { observed_at } => Some(*observed_at),
+        SentinelView::Reports(report) => Some(report.observed_at),
     }
 }
 
