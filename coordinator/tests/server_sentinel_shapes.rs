@@ -85,7 +85,8 @@ async fn the_served_record_speaks_for_the_verdict_not_for_one_sentinel() {
     let server = TestServer::start(|_| {}).await;
     let mut state = fixture_agreed_state("mymaster", 2);
     // The voter's own record still shows the old address and its down flags (the failover
-    // leader trap); the served record must show the agreed master and flags exactly `master`.
+    // leader trap); the served record must show the agreed master, and flags from the voters'
+    // reports of it (none here), never the old instance's.
     let record = state.master_record.as_mut().expect("record");
     record.instance.ip = "10.9.9.9".to_owned();
     record.instance.port = 7000;
@@ -124,6 +125,158 @@ async fn the_served_record_speaks_for_the_verdict_not_for_one_sentinel() {
         !reply.contains("s-down-time") && !reply.contains("o-down-time"),
         "{reply}"
     );
+    server.stop().await;
+}
+
+/// The `flags` value of a served `SENTINEL MASTER` record, in RESP2.
+async fn served_flags(server: &TestServer) -> String {
+    let mut client = server.client().await;
+    let reply = client.call_text(&["SENTINEL", "MASTER", "mymaster"]).await;
+    let fields: Vec<&str> = reply
+        .split("\r\n")
+        .filter(|l| !l.starts_with('$'))
+        .collect();
+    let at = fields
+        .iter()
+        .position(|f| *f == "flags")
+        .unwrap_or_else(|| panic!("flags in {reply}"));
+    fields[at + 1].to_owned()
+}
+
+/// Sets the flags (and failover phase) one voter reports of the agreed master.
+fn voter_reports(
+    state: &mut valkey_coordinator::service::registry::NameState,
+    voter: usize,
+    flags: &str,
+    phase: Option<&str>,
+) {
+    use valkey_coordinator::verdict::{FailoverState, MasterFlags, SentinelView};
+    let id = state.verdict.agreement().expect("agreed").voters[voter].clone();
+    let Some(SentinelView::Reports(report)) = state.views.get_mut(&id) else {
+        panic!("voter {id} reports");
+    };
+    report.flags = MasterFlags::from_flag_list(flags);
+    report.failover_state = FailoverState::from_record_field(phase);
+}
+
+/// node-redis's sentinel client skips a master record flagged `s_down`, `o_down`,
+/// `disconnected` or `failover_in_progress` and asks again; served as plainly `master` right
+/// after a kill -9, the dead master is connected to and waited on for good. So the served record
+/// carries the down flags any voter reports of the agreed master, in sentinel's print order, and
+/// none that a failover leader's record carries for the old instance once its answer names the
+/// promoted replica.
+#[tokio::test]
+async fn a_master_a_voter_sees_down_is_served_flagged_down() {
+    let server = TestServer::start(|_| {}).await;
+
+    let mut state = fixture_agreed_state("mymaster", 2);
+    voter_reports(&mut state, 1, "master,disconnected", None);
+    server.registry.publish(state);
+    assert_eq!(served_flags(&server).await, "master,disconnected");
+
+    let mut state = fixture_agreed_state("mymaster", 2);
+    voter_reports(&mut state, 0, "s_down,master,disconnected", None);
+    voter_reports(&mut state, 1, "s_down,o_down,master", None);
+    server.registry.publish(state);
+    assert_eq!(
+        served_flags(&server).await,
+        "s_down,o_down,master,disconnected"
+    );
+
+    let mut state = fixture_agreed_state("mymaster", 2);
+    voter_reports(
+        &mut state,
+        0,
+        "s_down,o_down,master,failover_in_progress",
+        Some("wait_promotion"),
+    );
+    if let valkey_coordinator::verdict::Verdict::Agreed(agreement) = &mut state.verdict {
+        agreement.failover_in_progress = true;
+    }
+    server.registry.publish(state);
+    assert_eq!(
+        served_flags(&server).await,
+        "s_down,o_down,master,failover_in_progress",
+        "before the promotion the leader's flags are the served master's"
+    );
+
+    let mut state = fixture_agreed_state("mymaster", 1);
+    voter_reports(
+        &mut state,
+        0,
+        "s_down,o_down,master,failover_in_progress",
+        Some("reconf_slaves"),
+    );
+    if let valkey_coordinator::verdict::Verdict::Agreed(agreement) = &mut state.verdict {
+        agreement.failover_in_progress = true;
+    }
+    server.registry.publish(state);
+    assert_eq!(
+        served_flags(&server).await,
+        "master,failover_in_progress",
+        "from reconf_slaves on, the leader's down flags are the old instance's"
+    );
+
+    server.registry.publish(fixture_agreed_state("mymaster", 3));
+    assert_eq!(served_flags(&server).await, "master");
+    server.stop().await;
+}
+
+/// Polls the served flags until they are `want`, for at most two seconds.
+async fn flags_become(server: &TestServer, want: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let flags = served_flags(server).await;
+        if flags == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "flags stayed {flags}, never {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A sentinel flags its record `disconnected` the moment its own link to the master drops,
+/// long before any poll of it could tell the coordinator; node-redis re-reads the record within
+/// milliseconds of a kill -9. So the server keeps its own link to the agreed master and serves
+/// `disconnected` while that link is down, and plain `master` again once it reconnects.
+#[tokio::test]
+async fn a_master_whose_link_drops_is_served_disconnected_at_once() {
+    let server = TestServer::start(|config| config.watch_masters = true).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let master = listener.local_addr().expect("addr");
+    let mut state = fixture_agreed_state("mymaster", 3);
+    if let valkey_coordinator::verdict::Verdict::Agreed(agreement) = &mut state.verdict {
+        agreement.master =
+            Addr::from_parts(&master.ip().to_string(), &master.port().to_string()).expect("addr");
+    }
+    server.registry.publish(state.clone());
+    let (link, _) = tokio::time::timeout(REPLY_TIMEOUT, listener.accept())
+        .await
+        .expect("the server links to the agreed master")
+        .expect("accept");
+    assert_eq!(served_flags(&server).await, "master");
+
+    // The master dies: its end of the link closes and nothing listens any more.
+    drop(link);
+    drop(listener);
+    flags_become(&server, "master,disconnected").await;
+
+    // A new publication of the same master keeps the verdict; the link stays down.
+    server.registry.publish(state);
+    assert_eq!(served_flags(&server).await, "master,disconnected");
+
+    // It comes back on the same address: the link reconnects and the flag clears.
+    let listener = tokio::net::TcpListener::bind(master).await.expect("rebind");
+    let _link = tokio::time::timeout(REPLY_TIMEOUT, listener.accept())
+        .await
+        .expect("the server links again")
+        .expect("accept");
+    flags_become(&server, "master").await;
     server.stop().await;
 }
 
@@ -361,6 +514,15 @@ async fn client_subcommands_answer_what_client_libraries_expect() {
     assert!(
         info.contains(&format!("id={} ", id.trim_start_matches(':').trim())),
         "{info}"
+    );
+    // rueidis's handshake; valkey-sentinel 9.1.2 answers +OK in both protocols.
+    assert_eq!(
+        client.call(&["CLIENT", "TRACKING", "ON", "OPTIN"]).await,
+        b"+OK\r\n"
+    );
+    assert_eq!(
+        client.call(&["CLIENT", "TRACKING", "OFF"]).await,
+        b"+OK\r\n"
     );
     server.stop().await;
 }

@@ -55,6 +55,10 @@ pub enum ClientCommand {
     SetInfo(ClientAttr, Bytes),
     Info,
     Help,
+    /// `CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p]... [BCAST] [OPTIN] [OPTOUT] [NOLOOP]`:
+    /// `true` for `ON`. A sentinel accepts it (rueidis sends `ON OPTIN` in its handshake and
+    /// fails the connection on an error); a sentinel has no keys, so nothing is ever invalidated.
+    Tracking(bool),
 }
 
 /// The attributes `CLIENT SETINFO` accepts.
@@ -312,6 +316,7 @@ impl Command {
                 ClientCommand::SetInfo(..) => "client|setinfo",
                 ClientCommand::Info => "client|info",
                 ClientCommand::Help => "client|help",
+                ClientCommand::Tracking(_) => "client|tracking",
             },
             Command::Sentinel(s) => match s {
                 SentinelCommand::GetMasterAddrByName(_) => "sentinel|get-master-addr-by-name",
@@ -417,6 +422,27 @@ fn parse_hello(args: &[Bytes]) -> Result<Hello, CommandError> {
     Ok(hello)
 }
 
+/// `CLIENT TRACKING`, with the option grammar of Valkey's `clientTrackingCommand`: `ON` or
+/// `OFF`, then options that take a value (`REDIRECT`, `PREFIX`) or not; anything else, or a
+/// missing value, is a syntax error.
+fn parse_tracking(args: &[Bytes]) -> Result<ClientCommand, CommandError> {
+    at_least(args, 3, "client|tracking")?;
+    let on = match upper(&args[2]).as_slice() {
+        b"ON" => true,
+        b"OFF" => false,
+        _ => return Err(CommandError::Syntax),
+    };
+    let mut j = 3;
+    while j < args.len() {
+        match upper(&args[j]).as_slice() {
+            b"REDIRECT" | b"PREFIX" if j + 1 < args.len() => j += 2,
+            b"BCAST" | b"OPTIN" | b"OPTOUT" | b"NOLOOP" => j += 1,
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(ClientCommand::Tracking(on))
+}
+
 fn parse_client(args: &[Bytes]) -> Result<ClientCommand, CommandError> {
     at_least(args, 2, "client")?;
     let sub = &args[1];
@@ -444,6 +470,7 @@ fn parse_client(args: &[Bytes]) -> Result<ClientCommand, CommandError> {
             }
             Ok(ClientCommand::SetInfo(attr, args[3].clone()))
         }
+        b"TRACKING" => parse_tracking(args),
         _ => Err(CommandError::unknown_subcommand("CLIENT", sub)),
     }
 }

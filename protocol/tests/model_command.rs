@@ -146,12 +146,49 @@ fn client_subcommands() {
         "ERR wrong number of arguments for 'client' command"
     );
     // Clients probe optional features this way; an error, never a disconnect.
-    for sub in ["MAINT_NOTIFICATIONS", "capa", "TRACKING", "no-evict"] {
+    for sub in ["MAINT_NOTIFICATIONS", "capa", "no-evict"] {
         assert_eq!(
             err(&["CLIENT", sub, "on"]),
             format!("ERR unknown subcommand '{sub}'. Try CLIENT HELP.")
         );
     }
+}
+
+/// rueidis sends `CLIENT TRACKING ON OPTIN` in its handshake and fails the connection on an
+/// error; valkey-sentinel 9.1.2 answers `+OK` (probed), with Valkey's option grammar.
+#[test]
+fn client_tracking_is_parsed_with_valkeys_grammar() {
+    let tracking = |a: &[&str]| parse(a);
+    assert_eq!(
+        tracking(&["CLIENT", "TRACKING", "ON", "OPTIN"]),
+        Ok(Command::Client(ClientCommand::Tracking(true)))
+    );
+    assert_eq!(
+        tracking(&["client", "tracking", "off"]),
+        Ok(Command::Client(ClientCommand::Tracking(false)))
+    );
+    assert_eq!(
+        tracking(&[
+            "CLIENT", "TRACKING", "on", "REDIRECT", "7", "PREFIX", "a", "PREFIX", "b", "BCAST",
+            "NOLOOP"
+        ]),
+        Ok(Command::Client(ClientCommand::Tracking(true)))
+    );
+    for bad in [
+        &["CLIENT", "TRACKING", "maybe"][..],
+        &["CLIENT", "TRACKING", "ON", "REDIRECT"],
+        &["CLIENT", "TRACKING", "ON", "SOON"],
+    ] {
+        assert_eq!(err(bad), "ERR syntax error", "{bad:?}");
+    }
+    assert_eq!(
+        err(&["CLIENT", "TRACKING"]),
+        "ERR wrong number of arguments for 'client|tracking' command"
+    );
+    assert_eq!(
+        parse(&["CLIENT", "TRACKING", "ON"]).map(|c| c.full_name()),
+        Ok("client|tracking")
+    );
 }
 
 #[test]

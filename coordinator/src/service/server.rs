@@ -11,6 +11,7 @@
 //!   with one write per read batch, timeouts, pub/sub delivery;
 //! - [`dispatch`]: command to reply, against a snapshot of the registry;
 //! - [`records`]: the sentinel-shaped records and `INFO` text built from published state;
+//! - [`master_link`]: the server's own link to each agreed master, for the `disconnected` flag;
 //! - [`status`]: `COORDINATOR VERDICT|STATUS`, as text or JSON;
 //! - [`pubsub`]: subscriptions and glob matching;
 //! - [`auth`]: users, passwords (compared in constant time) and permission presets.
@@ -18,6 +19,7 @@
 pub mod auth;
 mod connection;
 mod dispatch;
+mod master_link;
 pub mod pubsub;
 mod records;
 pub mod status;
@@ -83,6 +85,10 @@ pub struct ServerConfig {
     pub announce: Option<Addr>,
     /// What `HELLO` and `INFO` report as the server version.
     pub version: String,
+    /// Whether the server keeps its own link to each agreed master and serves the record
+    /// `disconnected` while that link is down, as a sentinel does (see `server::master_link`). On by
+    /// default; off for tests that serve made-up masters nobody listens at.
+    pub watch_masters: bool,
 }
 
 impl ServerConfig {
@@ -99,6 +105,7 @@ impl ServerConfig {
             my_id: my_id.into(),
             announce: None,
             version: DEFAULT_SERVER_VERSION.to_owned(),
+            watch_masters: true,
         }
     }
 }
@@ -107,6 +114,7 @@ impl ServerConfig {
 pub(crate) struct Shared {
     pub config: Arc<ServerConfig>,
     pub registry: Arc<Registry>,
+    pub master_links: Arc<master_link::MasterLinks>,
     pub next_client_id: AtomicU64,
     pub local_addr: Option<SocketAddr>,
     pub started: tokio::time::Instant,
@@ -125,14 +133,26 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let local_addr = listener.local_addr().ok();
     let slots = Arc::new(Semaphore::new(config.max_clients));
+    let master_links = Arc::new(master_link::MasterLinks::default());
+    let tasks = TaskTracker::new();
+    if config.watch_masters {
+        for name in registry.names() {
+            tasks.spawn(master_link::run(
+                name.clone(),
+                Arc::clone(&registry),
+                Arc::clone(&master_links),
+                shutdown.child_token(),
+            ));
+        }
+    }
     let shared = Arc::new(Shared {
         config,
         registry,
+        master_links,
         next_client_id: AtomicU64::new(1),
         local_addr,
         started: tokio::time::Instant::now(),
     });
-    let tasks = TaskTracker::new();
     if let Some(listen) = local_addr {
         tracing::info!(%listen, "serving sentinel-compatible clients");
     }

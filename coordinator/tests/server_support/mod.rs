@@ -52,6 +52,9 @@ impl TestServer {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let registry = Arc::new(Registry::new(&names, 3));
         let mut config = ServerConfig::new(FIXTURE_MYID);
+        // The fixtures' masters are addresses nobody listens at: a test that wants the server's
+        // own master link turns it back on.
+        config.watch_masters = false;
         configure(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await

@@ -333,6 +333,8 @@ fn client_command(client: ClientCommand, session: &mut Session) -> Reply {
             }
             Reply::ok()
         }
+        // Accepted as a sentinel accepts it; with no keys there is nothing to invalidate.
+        ClientCommand::Tracking(_) => Reply::ok(),
         ClientCommand::Info => {
             let text = |value: &Option<Bytes>| {
                 value
@@ -365,6 +367,9 @@ fn client_command(client: ClientCommand, session: &mut Session) -> Reply {
             "    Set client meta attr. Options are: LIB-NAME, LIB-VER.",
             "SETNAME <name>",
             "    Assign the name <name> to the current connection.",
+            "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+            "         [OPTIN] [OPTOUT] [NOLOOP]",
+            "    Control server assisted client side caching.",
             "HELP",
             "    Print this help.",
         ]),
@@ -395,9 +400,12 @@ fn sentinel_command(command: SentinelCommand, shared: &Shared) -> Reply {
         },
         SentinelCommand::Master(name) => match agreed(&name) {
             Some(state) => match state.verdict.agreement() {
-                Some(agreement) => {
-                    records::master_record(&state, agreement, registry.configured_sentinels())
-                }
+                Some(agreement) => records::master_record(
+                    &state,
+                    agreement,
+                    registry.configured_sentinels(),
+                    shared.master_links.is_down(&state.name, &agreement.master),
+                ),
                 None => Reply::error(NO_SUCH_MASTER),
             },
             None => Reply::error(NO_SUCH_MASTER),
@@ -413,6 +421,7 @@ fn sentinel_command(command: SentinelCommand, shared: &Shared) -> Reply {
                         &state,
                         agreement,
                         registry.configured_sentinels(),
+                        shared.master_links.is_down(&state.name, &agreement.master),
                     ))
                 })
                 .collect(),

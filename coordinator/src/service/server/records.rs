@@ -2,11 +2,14 @@
 //!
 //! A served master record is a voter's `SENTINEL MASTER` record with the fields that must speak
 //! for the verdict rather than for that one sentinel overwritten: `ip`/`port` are the agreed
-//! master, `flags` exactly `master` (plus `failover_in_progress` when the verdict says so),
-//! `config-epoch` the agreed epoch, `num-other-sentinels` votes - 1 (so redis-py's
-//! `min_other_sentinels=1` means "two sentinels agreed") and `num-slaves` the replicas we list.
-//! Everything else keeps sentinel's field order, because some clients index records
-//! positionally.
+//! master; `flags` what the voters say of it: `master`, plus `s_down`, `o_down` and
+//! `disconnected` when a voter reports them, `disconnected` also while the server's own link to
+//! the master is down, and `failover_in_progress` when the verdict says so (node-redis skips a
+//! master flagged down and asks again, while one served as plainly `master` after a kill -9 is
+//! connected to and waited on for good); `config-epoch` the agreed epoch; `num-other-sentinels`
+//! votes - 1 (so redis-py's `min_other_sentinels=1` means "two sentinels agreed"); and
+//! `num-slaves` the replicas we list. Everything else keeps sentinel's field order, because some
+//! clients index records positionally.
 
 use std::fmt::Write as _;
 
@@ -17,7 +20,7 @@ use sentinel_protocol::sentinel::{Flag, Flags, MasterRecord, SentinelRecord};
 
 use crate::addr::Addr;
 use crate::service::registry::{NameState, Registry};
-use crate::verdict::{Agreement, majority_of};
+use crate::verdict::{Agreement, FailoverState, SentinelReport, SentinelView, majority_of};
 
 /// Turns ordered text pairs into a record reply.
 fn record(pairs: Vec<(String, String)>) -> Reply {
@@ -28,11 +31,13 @@ fn record(pairs: Vec<(String, String)>) -> Reply {
     )
 }
 
-/// The record `SENTINEL MASTER <name>` serves for an agreed master.
+/// The record `SENTINEL MASTER <name>` serves for an agreed master; `link_down`: the server's
+/// own link to it is down ([`super::master_link`]).
 pub fn master_record(
     state: &NameState,
     agreement: &Agreement,
     configured_sentinels: usize,
+    link_down: bool,
 ) -> Reply {
     let mut served = state.master_record.clone().unwrap_or_else(|| {
         // The owner had no record to copy (it publishes one with every agreement; this is the
@@ -44,25 +49,72 @@ pub fn master_record(
         minimal
     });
     served.instance.name = state.name.clone();
+    let describes_master = Addr::from_parts(&served.instance.ip, &served.instance.port.to_string())
+        .is_ok_and(|addr| addr == agreement.master);
     served.instance.ip = agreement.master.host().to_string();
     served.instance.port = agreement.master.port();
     if let Some(run_id) = &agreement.run_id {
         served.instance.runid = run_id.as_str().to_owned();
     }
-    let mut flags = Flags::new(&[Flag::Master]);
-    if agreement.failover_in_progress {
-        flags.insert(Flag::FailoverInProgress);
-    } else {
+    let mut flags = served_flags(state, agreement);
+    if link_down {
+        flags.insert(Flag::Disconnected);
+    }
+    if !agreement.failover_in_progress {
         served.failover_state = None;
     }
+    // Sentinel prints the down times exactly next to the down flags; the copied record's own
+    // times are kept only where it describes the agreed master and the flag is served.
+    if !(describes_master && flags.contains(Flag::SDown)) {
+        served.instance.s_down_time = None;
+    }
+    if !(describes_master && flags.contains(Flag::ODown)) {
+        served.instance.o_down_time = None;
+    }
     served.instance.flags = flags;
-    // The down times exist only next to the down flags, which a served record never carries.
-    served.instance.s_down_time = None;
-    served.instance.o_down_time = None;
     served.config_epoch = agreement.config_epoch;
     served.num_slaves = state.replicas.len() as u64;
     served.num_other_sentinels = agreement.votes.saturating_sub(1) as u64;
     record(served.to_pairs())
+}
+
+/// The flags of the served master record: `master`; `s_down`, `o_down` and `disconnected` when
+/// any voter's report of the agreed master carries them (as that sentinel would show them);
+/// `failover_in_progress` when the verdict says so.
+fn served_flags(state: &NameState, agreement: &Agreement) -> Flags {
+    let mut flags = Flags::new(&[Flag::Master]);
+    for voter in &agreement.voters {
+        let Some(SentinelView::Reports(report)) = state.views.get(voter) else {
+            continue;
+        };
+        if !flags_describe_the_address(report) {
+            continue;
+        }
+        for (reported, flag) in [
+            (report.flags.s_down, Flag::SDown),
+            (report.flags.o_down, Flag::ODown),
+            (report.flags.disconnected, Flag::Disconnected),
+        ] {
+            if reported {
+                flags.insert(flag);
+            }
+        }
+    }
+    if agreement.failover_in_progress {
+        flags.insert(Flag::FailoverInProgress);
+    }
+    flags
+}
+
+/// Whether a report's flags are about the address it names. From `reconf_slaves` on, a failover
+/// leader's record still describes the old master instance (down flags and all) while the
+/// address it answers, the one the vote counted, is already the promoted replica (sentinel.c
+/// `sentinelGetCurrentMasterAddress`): those flags say nothing of the agreed master.
+fn flags_describe_the_address(report: &SentinelReport) -> bool {
+    !matches!(
+        &report.failover_state,
+        FailoverState::Running(phase) if phase == "reconf_slaves" || phase == "update_config"
+    )
 }
 
 /// `SENTINEL REPLICAS <name>`: the replicas a voter reports, as it reports them.
