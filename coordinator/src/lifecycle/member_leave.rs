@@ -28,7 +28,7 @@ use crate::sentinel::query::{self, Survey};
 use crate::verdict::{SentinelView, Verdict};
 
 use super::switchover::{self, OldMaster, step};
-use super::{ActionError, Budget, Target, knowledge};
+use super::{ActionError, Budget, Target};
 
 /// One connection plus one command.
 const STEP: Duration = Duration::from_millis(1_500);
@@ -72,7 +72,7 @@ pub fn plan(survey: &Survey, pod: &Addr, target: &Target) -> LeavePlan {
 /// Makes the pod safe to remove; returns the line to print.
 pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError> {
     let pod = target.pod()?.clone();
-    let survey = knowledge::survey(target, budget).await;
+    let survey = switchover::fresh_survey(target, budget).await;
     match plan(&survey, &pod, target) {
         LeavePlan::Leave { master } => Ok(format!(
             "member-leave: {pod} is not the master ({master} is); nothing to do"
@@ -95,7 +95,7 @@ pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError
         ))),
         LeavePlan::FailOverFirst => {
             let work = Budget::new(budget.remaining().saturating_sub(switchover::RESERVE));
-            let settled = switchover::settled_master(target, &work).await?;
+            let settled = switchover::settled_master(target, &work).await?.master;
             if !target.same_pod(&settled.master, &pod) {
                 // A failover already moved the master while this action waited.
                 return Ok(format!(
@@ -133,7 +133,7 @@ async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> 
 /// Rule 3's reset: every reachable sentinel, one at a time, each until it counts as many
 /// other sentinels as before.
 async fn reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> {
-    let survey = knowledge::survey(target, budget).await;
+    let survey = switchover::fresh_survey(target, budget).await;
     let reachable: Vec<(Addr, u64)> = survey
         .polled()
         .filter_map(|(id, polled)| {

@@ -3,7 +3,10 @@
 //! Rules, in the order the executor applies them:
 //!
 //! 1. Act only on an agreed master with no failover in progress (any reachable sentinel's
-//!    `failover_in_progress` counts): wait for it within the budget, else fail.
+//!    `failover_in_progress` counts): wait for it within the budget, else fail. Untargeted, a
+//!    failover seen running that ends on another master than the one it replaced (the
+//!    leader's record keeps the replaced address until `+failover-end`) is the switchover:
+//!    success, no second failover.
 //! 2. Targeted and the candidate already is the agreed master: success, no failover.
 //! 3. Targeted: the candidate must answer `ROLE` as a connected replica of the agreed master
 //!    and have a captured `replica-priority` above 0 (a never-promote pod never becomes
@@ -14,16 +17,21 @@
 //! 5. Bias: every replica but the candidate to 0; then wait until the `SENTINEL REPLICAS` of
 //!    every reachable sentinel naming the master shows exactly that.
 //! 6. One `SENTINEL FAILOVER`, to the reachable sentinel with the highest config epoch that
-//!    names the agreed master; `COORDINATED` where that sentinel takes it (the engine pauses,
-//!    waits for the chosen replica and demotes itself); otherwise the old master is paused
-//!    (`CLIENT PAUSE WRITE`) first and the failover waits until the replicas sentinel may pick
-//!    have the master's offset (bounded). Any refusal, `INPROG` or timeout ends the operation:
-//!    never a second send. With the pause, the caught-up old master is demoted (`REPLICAOF`
-//!    the candidate, or the first caught-up replica) before the failover is sent, so no moment
-//!    has two masters; a refusal takes the demotion back (`REPLICAOF NO ONE`) before the pause
-//!    is lifted.
+//!    names the agreed master; `COORDINATED` where that sentinel takes it and the old master
+//!    answers (the engine pauses, waits for the chosen replica and demotes itself); otherwise
+//!    the old master is paused (`CLIENT PAUSE WRITE`) first and the failover waits until the
+//!    replicas sentinel may pick have the master's offset (bounded). Any refusal, `INPROG` or
+//!    timeout ends the operation: never a second send. With the pause, the caught-up old
+//!    master is demoted (`REPLICAOF` the candidate, or the first caught-up replica) before the
+//!    failover is sent, so no moment has two masters; a refusal takes the demotion back
+//!    (`REPLICAOF NO ONE`) before the pause is lifted, except `INPROG`: another operation's
+//!    failover runs, and it may be promoting.
 //! 7. Done when the verdict names another master and no reachable sentinel runs a failover;
-//!    targeted, a different master agreed fails at once. A paused old master is then pointed at
+//!    targeted, a different master agreed fails at once, and so does a new master that went
+//!    down after its promotion (`o_down`, or a failover away from it: the pause and the bias
+//!    must go for the sentinels to promote another); the leader reachable, no longer
+//!    running the failover and still naming the old master (it aborted) fails at once, and a
+//!    demotion is then taken back as after a refusal. A paused old master is then pointed at
 //!    the agreed new master if it follows another, and only then is its pause lifted, so the
 //!    writes the pause held back are refused instead of acknowledged by a master about to be
 //!    discarded; the pause is lifted on every path.
@@ -85,8 +93,19 @@ async fn switch(
     state_file: Option<&Path>,
     captured: &mut Option<Vec<(Addr, u64)>>,
 ) -> Result<String, ActionError> {
-    let agreed = settled_master(target, budget).await?;
+    let Settled {
+        master: agreed,
+        replaced,
+    } = settled_master(target, budget).await?;
     let old = agreed.master.clone();
+    if let (None, Some(replaced)) = (candidate, &replaced) {
+        confirm_single_master(target, budget, &old).await?;
+        return Ok(format!(
+            "switchover: {old} is master at epoch {} (was {replaced}; moved by a failover \
+             already running)",
+            agreed.config_epoch
+        ));
+    }
     let Some(candidate) = candidate else {
         let new = planned_failover(target, budget, &old, None, OldMaster::MustPause).await?;
         confirm_single_master(target, budget, &new.master).await?;
@@ -188,6 +207,30 @@ pub fn choose_sentinel(survey: &Survey, master: &Addr, target: &Target) -> Optio
     best.map(|(addr, _)| addr.clone())
 }
 
+/// The master a running failover replaces: the `ip`/`port` of the record of a sentinel that
+/// runs one (the leader keeps the old address there until `+failover-end`, DESIGN 2.8).
+pub fn failing_over_from(survey: &Survey) -> Option<Addr> {
+    survey.polled().find_map(|(_, polled)| match &polled.view {
+        SentinelView::Reports(report) if report.failover_in_progress() => {
+            let record = polled.record.as_ref()?;
+            Addr::from_parts(&record.instance.ip, &record.instance.port.to_string()).ok()
+        }
+        _ => None,
+    })
+}
+
+/// Whether the failover sent to `leader` ended without moving the master: the leader answers,
+/// names `old` and runs no failover (it sets the flag before it answers `+OK`, so this is an
+/// abort, never a failover not yet started), and no other reachable sentinel runs one.
+pub fn failover_abandoned(survey: &Survey, leader: &Addr, old: &Addr, target: &Target) -> bool {
+    let leader_gave_up = survey.polled().any(|(id, polled)| {
+        id.addr() == leader
+            && matches!(&polled.view, SentinelView::Reports(report)
+                if target.same_pod(&report.master, old) && !report.failover_in_progress())
+    });
+    leader_gave_up && !any_failover_running(survey)
+}
+
 /// Whether any reachable sentinel runs a failover of the name.
 pub fn any_failover_running(survey: &Survey) -> bool {
     survey.polled().any(|(_, polled)| match &polled.view {
@@ -205,12 +248,20 @@ pub enum Progress {
     Moved(AgreedMaster),
     /// A master other than the candidate is agreed: the targeted operation failed.
     Wrong(Addr),
+    /// The new master went down after its promotion (sentinels not running our failover flag
+    /// it `o_down`, or run a failover away from it): the operation failed, and the pause and
+    /// the bias must go at once so that the sentinels can promote another.
+    Lost(Addr),
 }
 
-/// Reads a survey taken after the failover was sent (rule 7).
+/// Reads a survey taken after the failover was sent (rule 7); `epoch` is the config epoch the
+/// old master was agreed at before it. The old master agreed at a higher epoch was put back by
+/// a later failover (the promoted pod died and the sentinels chose the old master): the move
+/// failed, [`Progress::Wrong`].
 pub fn progress(
     survey: &Survey,
     old: &Addr,
+    epoch: u64,
     candidate: Option<&Addr>,
     target: &Target,
 ) -> Progress {
@@ -218,6 +269,9 @@ pub fn progress(
         return Progress::Waiting;
     };
     if target.same_pod(&agreement.master, old) {
+        if agreement.config_epoch > epoch {
+            return Progress::Wrong(agreement.master);
+        }
         return Progress::Waiting;
     }
     if let Some(candidate) = candidate
@@ -225,10 +279,28 @@ pub fn progress(
     {
         return Progress::Wrong(agreement.master);
     }
+    if master_lost(survey, &agreement.master, target) {
+        return Progress::Lost(agreement.master);
+    }
     if agreement.failover_in_progress || any_failover_running(survey) {
         return Progress::Waiting;
     }
     Progress::Moved(AgreedMaster::from(&agreement))
+}
+
+/// Whether the newly agreed `master` is down as the sentinels see it: one that names it and
+/// runs no failover flags it `o_down` (a failover's leader keeps the old master's flags in its
+/// record, DESIGN 2.8, so it is not asked), or a failover runs away from it.
+fn master_lost(survey: &Survey, master: &Addr, target: &Target) -> bool {
+    let down = survey.polled().any(|(_, polled)| match &polled.view {
+        SentinelView::Reports(report) => {
+            target.same_pod(&report.master, master)
+                && report.flags.o_down
+                && !report.failover_in_progress()
+        }
+        _ => false,
+    });
+    down || failing_over_from(survey).is_some_and(|from| target.same_pod(&from, master))
 }
 
 /// The replicas a paused master must see caught up before the failover: the candidate when
@@ -347,19 +419,39 @@ async fn connection(
     .await
 }
 
+/// Every sentinel's answer, within [`knowledge::SURVEY_CAP`] or what is left of the budget.
+pub(super) async fn fresh_survey(target: &Target, budget: &Budget) -> Survey {
+    knowledge::survey(target, budget).await
+}
+
+/// The agreed master once no failover runs, and what a failover seen running meanwhile
+/// replaced.
+pub(super) struct Settled {
+    pub master: AgreedMaster,
+    /// The master a failover seen running while waiting replaced, when the settled master is
+    /// another pod (that failover moved it).
+    pub replaced: Option<Addr>,
+}
+
 /// The agreed master once no failover runs (rule 1).
 pub(super) async fn settled_master(
     target: &Target,
     budget: &Budget,
-) -> Result<AgreedMaster, ActionError> {
+) -> Result<Settled, ActionError> {
+    let mut replacing: Option<Addr> = None;
     loop {
-        let survey = knowledge::survey(target, budget).await;
+        let survey = fresh_survey(target, budget).await;
+        if replacing.is_none() {
+            replacing = failing_over_from(&survey);
+        }
         let verdict = survey.verdict(&target.aliases);
         let why = match verdict {
             Verdict::Agreed(agreement)
                 if !agreement.failover_in_progress && !any_failover_running(&survey) =>
             {
-                return Ok(AgreedMaster::from(&agreement));
+                let master = AgreedMaster::from(&agreement);
+                let replaced = replacing.filter(|from| !target.same_pod(from, &master.master));
+                return Ok(Settled { master, replaced });
             }
             Verdict::Agreed(agreement) => {
                 format!("a failover of {} is in progress", agreement.master)
@@ -517,17 +609,22 @@ async fn wait_bias_seen(
     wanted: &[(Addr, u64)],
 ) -> Result<(), ActionError> {
     loop {
-        let survey = knowledge::survey(target, budget).await;
-        // The sentinels that name the master are the ones that could run the failover.
-        let mut monitoring = survey
+        let survey = fresh_survey(target, budget).await;
+        // The sentinels that name the master are the ones that could run the failover. (The
+        // iterator ends here, before any await, so the future stays `Send` for a spawned task.)
+        let monitoring: Vec<&[ReplicaRecord]> = survey
             .polled()
-            .filter(|(_, polled)| {
-                matches!(&polled.view, SentinelView::Reports(report)
-                    if target.same_pod(&report.master, master))
+            .filter_map(|(_, polled)| match &polled.view {
+                SentinelView::Reports(report) if target.same_pod(&report.master, master) => {
+                    Some(polled.replicas.as_slice())
+                }
+                _ => None,
             })
-            .peekable();
-        let seen = monitoring.peek().is_some()
-            && monitoring.all(|(_, polled)| bias_seen(&polled.replicas, wanted, target));
+            .collect();
+        let seen = !monitoring.is_empty()
+            && monitoring
+                .iter()
+                .all(|replicas| bias_seen(replicas, wanted, target));
         if seen {
             return Ok(());
         }
@@ -572,7 +669,25 @@ pub(super) async fn planned_failover(
             tracing::warn!(%old, "CLIENT UNPAUSE failed; the pause ends by its own timeout");
         }
     }
+    if result.is_ok() {
+        disconnect_old_clients(target, budget, old).await;
+    }
     result
+}
+
+/// Closes the clients still connected to the demoted old master, as a sentinel does when it
+/// reconfigures one: they reconnect and ask where the master went. Best effort: a client left
+/// connected only reads `READONLY` until it does so itself.
+async fn disconnect_old_clients(target: &Target, budget: &Budget, old: &Addr) {
+    let closed = async {
+        let mut connection = conn::connect(old, target.data_credentials.as_ref()).await?;
+        admin::disconnect_clients(&mut connection).await
+    };
+    match tokio::time::timeout(budget.share(STEP), closed).await {
+        Ok(Ok(closed)) => tracing::debug!(%old, closed, "clients of the old master closed"),
+        Ok(Err(error)) => tracing::warn!(%old, %error, "cannot close the old master's clients"),
+        Err(_) => tracing::warn!(%old, "the old master did not answer CLIENT KILL in time"),
+    }
 }
 
 /// What a failover holds while it runs, for the way out.
@@ -595,18 +710,21 @@ async fn fail_over(
     old_master: OldMaster,
     held: &mut Held,
 ) -> Result<AgreedMaster, ActionError> {
-    let survey = knowledge::survey(target, budget).await;
-    match survey.verdict(&target.aliases) {
+    let survey = fresh_survey(target, budget).await;
+    let epoch = match survey.verdict(&target.aliases) {
         Verdict::Agreed(agreement)
             if target.same_pod(&agreement.master, old)
                 && !agreement.failover_in_progress
-                && !any_failover_running(&survey) => {}
+                && !any_failover_running(&survey) =>
+        {
+            agreement.config_epoch
+        }
         _ => {
             return Err(ActionError::refused(format!(
                 "the sentinels no longer agree on {old} with no failover in progress"
             )));
         }
-    }
+    };
     let chosen = choose_sentinel(&survey, old, target).ok_or_else(|| {
         ActionError::refused(format!("no reachable sentinel names {old} as master"))
     })?;
@@ -622,8 +740,14 @@ async fn fail_over(
         "sentinel",
     )
     .await?;
-    let coordinated =
-        tokio::time::timeout(budget.share(STEP), admin::probe_coordinated(&mut sentinel)).await;
+    // `COORDINATED` needs the old master's part (it pauses and hands over itself): a dead old
+    // master (member-leave) gets a plain failover.
+    let old_answers = old_master == OldMaster::MustPause || data(target, budget, old).await.is_ok();
+    let coordinated = if old_answers {
+        tokio::time::timeout(budget.share(STEP), admin::probe_coordinated(&mut sentinel)).await
+    } else {
+        Ok(Ok(false))
+    };
     let mode = match coordinated {
         Ok(Ok(true)) => FailoverMode::Coordinated,
         Ok(Ok(false)) => FailoverMode::Plain,
@@ -663,9 +787,14 @@ async fn fail_over(
     .await?;
     match reply {
         FailoverReply::Started => {}
-        FailoverReply::InProgress(error)
-        | FailoverReply::NoGoodReplica(error)
-        | FailoverReply::Refused(error) => {
+        // Another operation's failover runs and may be promoting the replica the old master
+        // now follows: the demotion stays.
+        FailoverReply::InProgress(error) => {
+            return Err(ActionError::refused(format!(
+                "sentinel {chosen} refused the failover: {error}"
+            )));
+        }
+        FailoverReply::NoGoodReplica(error) | FailoverReply::Refused(error) => {
             // A refusal started nothing: the demotion may be taken back.
             held.sent = false;
             return Err(ActionError::refused(format!(
@@ -674,12 +803,24 @@ async fn fail_over(
         }
     }
     let new = loop {
-        let survey = knowledge::survey(target, budget).await;
-        match progress(&survey, old, candidate, target) {
+        let survey = fresh_survey(target, budget).await;
+        match progress(&survey, old, epoch, candidate, target) {
             Progress::Moved(new) => break new,
             Progress::Wrong(other) => {
                 return Err(ActionError::refused(format!(
-                    "the sentinels agreed on {other}, not the candidate"
+                    "the sentinels agreed on {other}: not what this failover was to promote"
+                )));
+            }
+            Progress::Lost(lost) => {
+                return Err(ActionError::refused(format!(
+                    "{lost} went down after its promotion; the sentinels fail over again"
+                )));
+            }
+            Progress::Waiting if failover_abandoned(&survey, &chosen, old, target) => {
+                // Nothing is promoting any more: the demotion may be taken back.
+                held.sent = false;
+                return Err(ActionError::refused(format!(
+                    "the failover on {chosen} ended without moving the master from {old}"
                 )));
             }
             Progress::Waiting => {}
@@ -998,7 +1139,7 @@ pub(super) mod tests {
         let target = target(3);
         let before = survey_of(&[names(0, 1), names(0, 1), names(0, 1)]);
         assert_eq!(
-            progress(&before, &addr(0), None, &target),
+            progress(&before, &addr(0), 1, None, &target),
             Progress::Waiting
         );
         let running = survey_of(&[
@@ -1011,23 +1152,55 @@ pub(super) mod tests {
             names(1, 2),
         ]);
         assert_eq!(
-            progress(&running, &addr(0), None, &target),
+            progress(&running, &addr(0), 1, None, &target),
             Progress::Waiting
         );
         let done = survey_of(&[names(1, 2), names(1, 2), Says::Nothing]);
         assert!(matches!(
-            progress(&done, &addr(0), None, &target),
+            progress(&done, &addr(0), 1, None, &target),
             Progress::Moved(master) if master.master == addr(1)
         ));
         assert!(matches!(
-            progress(&done, &addr(0), Some(&addr(1)), &target),
+            progress(&done, &addr(0), 1, Some(&addr(1)), &target),
             Progress::Moved(_)
         ));
         assert_eq!(
-            progress(&running, &addr(0), Some(&addr(2)), &target),
+            progress(&running, &addr(0), 1, Some(&addr(2)), &target),
             Progress::Wrong(addr(1)),
             "another master agreed fails at once, even mid-failover"
         );
+        let put_back = survey_of(&[names(0, 3), names(0, 3), Says::Nothing]);
+        assert_eq!(
+            progress(&put_back, &addr(0), 1, None, &target),
+            Progress::Wrong(addr(0)),
+            "the old master put back by a later failover fails at once"
+        );
+    }
+
+    #[test]
+    fn a_failover_is_abandoned_only_when_the_reachable_leader_gave_it_up() {
+        let target = target(3);
+        let running = Says::Names {
+            master: 0,
+            epoch: 1,
+            failing_over: true,
+        };
+        let gave_up = survey_of(&[names(0, 1), names(0, 1), names(0, 1)]);
+        assert!(failover_abandoned(
+            &gave_up,
+            &sentinel(0),
+            &addr(0),
+            &target
+        ));
+        let still = survey_of(&[running, names(0, 1), names(0, 1)]);
+        assert!(!failover_abandoned(&still, &sentinel(0), &addr(0), &target));
+        let hung = survey_of(&[Says::Nothing, names(0, 1), names(0, 1)]);
+        assert!(
+            !failover_abandoned(&hung, &sentinel(0), &addr(0), &target),
+            "a hung leader may still be promoting"
+        );
+        let moved = survey_of(&[names(1, 2), names(0, 1), names(0, 1)]);
+        assert!(!failover_abandoned(&moved, &sentinel(0), &addr(0), &target));
     }
 
     fn record(i: usize, priority: i64) -> ReplicaRecord {
