@@ -21,6 +21,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use valkey_coordinator::addr::Addr;
+use valkey_coordinator::lifecycle::{Budget, Target, switchover};
 use valkey_coordinator::service::registry::NameState;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
 use valkey_lab::{Lab, LabSpec, PodId, SentinelStart, ValkeyVersion};
@@ -238,12 +239,14 @@ fn field(line: &str, key: &str) -> Option<String> {
 /// (down-after-milliseconds 2000, the election and the client's own reaction; measured runs take
 /// 3 to 7.5 s).
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
-/// How long a client may take from an accepted `SENTINEL FAILOVER` to its first write on the new
-/// master. Clients that learn of a change only from the master itself (redis-py, valkey-py,
-/// ioredis, iovalkey: a `READONLY` error or a dropped connection) keep writing to the old master,
-/// which stays writable until sentinel converts it to a replica after its next `INFO` of it
-/// (every 10 s): measured 11 to 11.3 s, against a real sentinel too.
+/// How long a client may take from the switchover action's start to its first write on the new
+/// master. The action demotes the old master before its pause ends, so even clients that learn
+/// of a change only from the master itself (redis-py, valkey-py, ioredis, iovalkey: a
+/// `READONLY` error) move at once; the bound leaves room for the 10 s the sentinels may take to
+/// see the replicas eligible again right after the kill -9 failover.
 const SWITCHOVER_BOUND: Duration = Duration::from_secs(18);
+/// The switchover action's budget.
+const SWITCHOVER_BUDGET: Duration = Duration::from_secs(25);
 
 /// One client of the matrix: a library, in its own language, speaking one protocol to its
 /// sentinel, started as a driver program given one sentinel address.
@@ -300,11 +303,9 @@ fn go_driver(lib: &str, sentinel: &str, protocol: &str) -> Command {
     command
 }
 
-/// Asks sentinel 0 for a planned failover (`SENTINEL FAILOVER`, as an operator's switchover
-/// does) once the coordinator sees no failover running, and returns when it was accepted. Right
-/// after a failover the leader may still be reconfiguring (`-INPROG`) and the remaining replica
-/// is not a candidate until the sentinel has read its `INFO` again (`-NOGOODSLAVE`); both are
-/// refusals, so asking again is safe.
+/// Moves the master with the coordinator's `switchover` action, as a Switchover OpsRequest
+/// does, once the coordinator sees no failover running; returns when it was asked (the action
+/// itself returns once the new master is the only one).
 async fn switch_over(stack: &Stack) -> Instant {
     stack
         .wait_verdict("no failover running", |s| {
@@ -314,26 +315,71 @@ async fn switch_over(stack: &Stack) -> Instant {
         })
         .await;
     let lab = &stack.lab;
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut sentinel = lab.client(PodId::Sentinel(0)).await.expect("connect");
-        let rendered = match sentinel
-            .call(&["SENTINEL", "FAILOVER", lab.master_name()])
-            .await
-        {
-            Ok(reply) => valkey_lab::replies::render(&reply),
-            Err(error) => error.to_string(),
-        };
-        if rendered == "+OK" {
-            return Instant::now();
-        }
-        assert!(
-            (rendered.contains("NOGOODSLAVE") || rendered.contains("INPROG"))
-                && Instant::now() < deadline,
-            "SENTINEL FAILOVER: {rendered}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    // Right after a failover the sentinels see the remaining replica as eligible again only
+    // after their next INFO of it; until then a failover has nobody to promote.
+    let master = stack.agreed_master().unwrap_or_default();
+    valkey_lab::wait::poll_until(
+        "every sentinel to see an eligible replica",
+        WAIT,
+        valkey_lab::wait::POLL_EVERY,
+        || async {
+            for j in 0..lab.sentinel_count() {
+                let replicas = lab.sentinel_replicas(j).await.unwrap_or_default();
+                let eligible = replicas.iter().any(|replica| {
+                    replica.master_link_status == "ok"
+                        && format!("{}:{}", replica.master_host, replica.master_port) == master
+                        && !valkey_lab::replies::flags_down(&replica.instance.flags)
+                });
+                if !eligible {
+                    return valkey_lab::wait::Probe::Pending(format!("sentinel {j}: {replicas:?}"));
+                }
+            }
+            valkey_lab::wait::Probe::Ready(())
+        },
+    )
+    .await
+    .expect("an eligible replica");
+    let mut target = Target::new(
+        lab.master_name(),
+        lab.sentinel_addrs().into_iter().map(Addr::from).collect(),
+        lab.data_addrs().into_iter().map(Addr::from).collect(),
+    );
+    target.pod = stack
+        .agreed_master()
+        .map(|master| master.parse().expect("an address"));
+    let asked_at = Instant::now();
+    let moved = switchover::run(&target, &Budget::new(SWITCHOVER_BUDGET), None, None).await;
+    if let Err(error) = moved {
+        panic!("the switchover action failed: {error}");
     }
+    asked_at
+}
+
+/// Error kinds a client may meet in a planned switchover and retry: the old master refusing
+/// writes once demoted, or its connection closing. Anything else would reach the application.
+fn retryable(kind: &str) -> bool {
+    let kind = kind.to_ascii_lowercase();
+    [
+        "readonly",
+        "read only",
+        "connection",
+        "closed",
+        "reset",
+        "broken pipe",
+        "eof",
+        "timeout",
+        "timed out",
+        "refused",
+        "unblocked",
+        "loading",
+        "io",
+        "socket",
+        "disconnect",
+        "unavailable",
+        "reconnect",
+    ]
+    .iter()
+    .any(|retryable| kind.contains(retryable))
 }
 
 /// The distinct error kinds a driver printed in `lines`, in order of first sight.
@@ -467,6 +513,22 @@ async fn row_follows_a_kill_9_failover_and_a_switchover(row: &Row, version: Valk
         error_kinds(&through.seen[through_from..]),
         outcome(&beside_switched),
         error_kinds(&beside.seen[beside_from..]),
+    );
+    let switchover_errors: Vec<String> = through.seen[through_from..]
+        .iter()
+        .filter(|line| field(line, "event").as_deref() == Some("error"))
+        .map(|line| {
+            format!(
+                "{}: {}",
+                field(line, "error").unwrap_or_default(),
+                field(line, "detail").unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        switchover_errors.iter().all(|kind| retryable(kind)),
+        "{}: the switchover surfaced an error a client cannot retry: {switchover_errors:?}",
+        row.name
     );
     for (what, time, bound) in [
         ("kill -9", killed, FAILOVER_BOUND),

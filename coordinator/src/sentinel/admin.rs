@@ -4,8 +4,8 @@
 //!
 //! The rest are the small commands a planned operation needs around that one send:
 //! `CLIENT PAUSE <ms> WRITE` / `CLIENT UNPAUSE` on the old master, `CONFIG GET/SET
-//! replica-priority` on the replicas, `REPLICAOF` to demote a paused old master, and `SENTINEL
-//! RESET`. Offsets and roles are read through [`super::dataplane`]; nothing here reads them again.
+//! replica-priority` on the replicas, `REPLICAOF` to demote a paused old master, `CLIENT KILL`
+//! of its clients once demoted, and `SENTINEL RESET`. Offsets and roles are read through [`super::dataplane`]; nothing here reads them again.
 
 use std::time::Duration;
 
@@ -200,6 +200,24 @@ pub async fn set_replica_priority<S: AsyncRead + AsyncWrite + Unpin>(
             .await?,
         "CONFIG SET replica-priority",
     )
+}
+
+/// `CLIENT KILL TYPE normal` and `CLIENT KILL TYPE pubsub` (the caller's own connection is
+/// skipped): what a sentinel sends a demoted master, so clients still connected to it reconnect
+/// and ask where the master went instead of reading `READONLY` forever (ioredis does not
+/// reconnect on it by itself). Replication links are another type and stay. Returns how many
+/// clients were closed.
+pub async fn disconnect_clients<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+) -> Result<i64, ConnError> {
+    let mut closed = 0;
+    for kind in ["normal", "pubsub"] {
+        match connection.call(&["CLIENT", "KILL", "TYPE", kind]).await? {
+            Value::Int(count) => closed += count,
+            other => return Err(unexpected("CLIENT KILL TYPE", other)),
+        }
+    }
+    Ok(closed)
 }
 
 fn expect_ok(reply: Value, command: &'static str) -> Result<(), ConnError> {
