@@ -5,6 +5,7 @@
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use sentinel_protocol::role::Role;
+use sentinel_protocol::sentinel::MasterRecord;
 
 use tokio::time::{Instant, sleep_until};
 
@@ -74,6 +75,63 @@ pub struct MasterAgreement {
 }
 
 impl Lab {
+    /// Waits until sentinel `j` names `master` with every monitor option of the lab's spec,
+    /// polling every `every` (a heal is over in milliseconds; a measurement wants it seen soon).
+    pub async fn wait_monitors_as_spec(
+        &self,
+        j: usize,
+        master: SocketAddr,
+        timeout: Duration,
+        every: Duration,
+    ) -> Result<()> {
+        let what = format!("sentinel-{j} to monitor {master} with every option");
+        let result = poll_until(what, timeout, every, || async move {
+            let record = self.sentinel_master(j).await;
+            let named = self.sentinel_master_addr(j).await;
+            match (record, named) {
+                (Ok(Some(record)), Ok(Some(named))) if named == master => {
+                    match self.monitor_mismatch(&record) {
+                        None => Probe::Ready(()),
+                        Some(mismatch) => Probe::Pending(mismatch),
+                    }
+                }
+                (record, named) => Probe::Pending(format!(
+                    "names {named:?}, record {:?}",
+                    record.map(|r| r.map(|r| r.config_epoch))
+                )),
+            }
+        })
+        .await;
+        self.note(result)
+    }
+
+    /// The first monitor option of `record` that differs from the lab's spec, if any.
+    pub fn monitor_mismatch(&self, record: &MasterRecord) -> Option<String> {
+        let spec = self.spec();
+        let expected = [
+            ("quorum", spec.quorum as i64, record.quorum as i64),
+            (
+                "down-after-milliseconds",
+                spec.timings.down_after.as_millis() as i64,
+                record.instance.down_after_milliseconds,
+            ),
+            (
+                "failover-timeout",
+                spec.timings.failover_timeout.as_millis() as i64,
+                record.failover_timeout,
+            ),
+            (
+                "parallel-syncs",
+                i64::from(spec.timings.parallel_syncs),
+                record.parallel_syncs,
+            ),
+        ];
+        expected
+            .iter()
+            .find(|(_, want, got)| want != got)
+            .map(|(option, want, got)| format!("{option} is {got}, expected {want}"))
+    }
+
     /// Waits until data pod `i` answers `ROLE` as master.
     pub async fn wait_master(&self, i: usize, timeout: Duration) -> Result<()> {
         let what = format!("valkey-{i} to answer ROLE master");

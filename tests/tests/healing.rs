@@ -18,7 +18,6 @@ use valkey_coordinator::service::heal::plan::ExplicitSettings;
 use valkey_coordinator::service::registry::NameState;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
 use valkey_coordinator::verdict::{SentinelId, SentinelView};
-use valkey_lab::sentinel_protocol::sentinel::MasterRecord;
 use valkey_lab::wait::{POLL_EVERY, Probe, poll_until};
 use valkey_lab::{
     AuthSpec, EventLog, Lab, LabSpec, PodId, RoleSampler, SentinelStart, StartRole, ValkeyVersion,
@@ -192,30 +191,10 @@ impl Healing {
     /// returns how long that took.
     async fn wait_monitors(&self, j: usize, master: SocketAddr, budget: Duration) -> Duration {
         let started = Instant::now();
-        let lab = &self.lab;
-        poll_until(
-            format!("sentinel-{j} to monitor {master} with every option"),
-            budget,
-            Duration::from_millis(10),
-            || async move {
-                let record = lab.sentinel_master(j).await;
-                let named = lab.sentinel_master_addr(j).await;
-                match (record, named) {
-                    (Ok(Some(record)), Ok(Some(named))) if named == master => {
-                        match option_mismatch(lab, &record) {
-                            None => Probe::Ready(()),
-                            Some(mismatch) => Probe::Pending(mismatch),
-                        }
-                    }
-                    (record, named) => Probe::Pending(format!(
-                        "names {named:?}, record {:?}",
-                        record.map(|r| r.map(|r| r.config_epoch))
-                    )),
-                }
-            },
-        )
-        .await
-        .expect("the sentinel is healed");
+        self.lab
+            .wait_monitors_as_spec(j, master, budget, Duration::from_millis(10))
+            .await
+            .expect("the sentinel is healed");
         started.elapsed()
     }
 
@@ -240,33 +219,6 @@ impl Healing {
             "the verdict named {named:?}, only {allowed:?} were right"
         );
     }
-}
-
-/// The first option of `record` that differs from the lab's spec, if any.
-fn option_mismatch(lab: &Lab, record: &MasterRecord) -> Option<String> {
-    let spec = lab.spec();
-    let expected = [
-        ("quorum", spec.quorum as i64, record.quorum as i64),
-        (
-            "down-after-milliseconds",
-            spec.timings.down_after.as_millis() as i64,
-            record.instance.down_after_milliseconds,
-        ),
-        (
-            "failover-timeout",
-            spec.timings.failover_timeout.as_millis() as i64,
-            record.failover_timeout,
-        ),
-        (
-            "parallel-syncs",
-            i64::from(spec.timings.parallel_syncs),
-            record.parallel_syncs,
-        ),
-    ];
-    expected
-        .iter()
-        .find(|(_, want, got)| want != got)
-        .map(|(option, want, got)| format!("{option} is {got}, expected {want}"))
 }
 
 async fn sentinel_call(lab: &Lab, j: usize, args: &[&str]) -> String {

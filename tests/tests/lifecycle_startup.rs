@@ -15,7 +15,6 @@ use valkey_coordinator::lifecycle::{ActionError, Budget, Target};
 use valkey_coordinator::service::heal::HealConfig;
 use valkey_coordinator::service::heal::plan::ExplicitSettings;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
-use valkey_lab::sentinel_protocol::sentinel::MasterRecord;
 use valkey_lab::wait::{POLL_EVERY, Probe, poll_until};
 use valkey_lab::{
     Lab, LabSpec, PodId, RoleSampler, SentinelStart, StartRole, ValkeyVersion, WriteTarget, Writer,
@@ -111,58 +110,12 @@ async fn healing_coordinator(lab: &Lab) -> RunningService {
     service::start(config).await.expect("coordinator starts")
 }
 
-fn option_mismatch(lab: &Lab, record: &MasterRecord) -> Option<String> {
-    let spec = lab.spec();
-    let expected = [
-        ("quorum", spec.quorum as i64, record.quorum as i64),
-        (
-            "down-after-milliseconds",
-            spec.timings.down_after.as_millis() as i64,
-            record.instance.down_after_milliseconds,
-        ),
-        (
-            "failover-timeout",
-            spec.timings.failover_timeout.as_millis() as i64,
-            record.failover_timeout,
-        ),
-        (
-            "parallel-syncs",
-            i64::from(spec.timings.parallel_syncs),
-            record.parallel_syncs,
-        ),
-    ];
-    expected
-        .iter()
-        .find(|(_, want, got)| want != got)
-        .map(|(option, want, got)| format!("{option} is {got}, expected {want}"))
-}
-
 /// Waits until every sentinel monitors `master` with every option of the lab's spec.
 async fn wait_all_monitor(lab: &Lab, master: SocketAddr) {
     for j in 0..lab.sentinel_count() {
-        poll_until(
-            format!("sentinel-{j} to monitor {master} with every option"),
-            WAIT,
-            POLL_EVERY,
-            || async move {
-                let record = lab.sentinel_master(j).await;
-                let named = lab.sentinel_master_addr(j).await;
-                match (record, named) {
-                    (Ok(Some(record)), Ok(Some(named))) if named == master => {
-                        match option_mismatch(lab, &record) {
-                            None => Probe::Ready(()),
-                            Some(mismatch) => Probe::Pending(mismatch),
-                        }
-                    }
-                    (record, named) => Probe::Pending(format!(
-                        "names {named:?}, record {:?}",
-                        record.map(|r| r.map(|r| r.config_epoch))
-                    )),
-                }
-            },
-        )
-        .await
-        .expect("the sentinel monitors the bootstrap master");
+        lab.wait_monitors_as_spec(j, master, WAIT, POLL_EVERY)
+            .await
+            .expect("the sentinel monitors the bootstrap master");
     }
 }
 
