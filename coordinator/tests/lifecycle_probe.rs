@@ -212,13 +212,9 @@ fn write_secret(dir: &Path, name: &str, secret: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Scenario: with password-protected sentinels and an ACL user on the data pods, passwords
-/// with spaces, quotes, `$`, `*` and `>`, from files and the environment; `status` prints the
-/// table and exits 0; no password appears in any output.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_from_files_and_the_environment_never_reach_any_output() {
-    let sentinel_secret = r#"marker S$* >"q" 'one'"#;
-    let data_secret = r#"marker D$* >"q" 'two'"#;
+/// A formed 9.1.2 lab whose sentinels require `sentinel_secret` and whose sentinel ACL user on
+/// the data pods has `data_secret`.
+async fn protected_lab(sentinel_secret: &str, data_secret: &str) -> (Lab, AuthSpec) {
     let auth = AuthSpec {
         sentinel_password: Some(sentinel_secret.into()),
         sentinel_user_password: data_secret.into(),
@@ -230,6 +226,17 @@ async fn secrets_from_files_and_the_environment_never_reach_any_output() {
         .await
         .expect("lab starts");
     lab.wait_formed(WAIT).await.expect("group forms");
+    (lab, auth)
+}
+
+/// Scenario: with password-protected sentinels and an ACL user on the data pods, passwords
+/// with spaces, quotes, `$`, `*` and `>`, from files and the environment; `status` prints the
+/// table and exits 0; no password appears in any output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_files_and_the_environment_never_reach_any_output() {
+    let sentinel_secret = r#"marker S$* >"q" 'one'"#;
+    let data_secret = r#"marker D$* >"q" 'two'"#;
+    let (lab, auth) = protected_lab(sentinel_secret, data_secret).await;
     let sentinel_file = write_secret(lab.dir(), "sentinel.pass", sentinel_secret);
     let user = ["--data-user", auth.sentinel_user.as_str()];
     let from_file = [user[0], user[1], "--sentinel-password-file", &sentinel_file];
@@ -349,17 +356,7 @@ async fn a_coordinator_is_asked_first_and_the_sentinels_when_it_has_no_verdict()
 async fn every_action_keeps_marker_passwords_out_of_output_and_argv() {
     let sentinel_secret = r#"marker S2$* >"q" 'three'"#;
     let data_secret = r#"marker D2$* >"q" 'four'"#;
-    let auth = AuthSpec {
-        sentinel_password: Some(sentinel_secret.into()),
-        sentinel_user_password: data_secret.into(),
-        ..AuthSpec::simple()
-    };
-    let lab = LabSpec::new(ValkeyVersion::V9_1_2)
-        .auth(auth.clone())
-        .start()
-        .await
-        .expect("lab starts");
-    lab.wait_formed(WAIT).await.expect("group forms");
+    let (lab, auth) = protected_lab(sentinel_secret, data_secret).await;
     let sentinel_file = write_secret(lab.dir(), "sentinel.pass", sentinel_secret);
     let data_file = write_secret(lab.dir(), "data.pass", data_secret);
     let startup_file = lab.dir().join("startup-probe.conf");
