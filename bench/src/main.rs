@@ -222,7 +222,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
 
     if wants(Phase::Lifecycle) {
         progress("lifecycle actions");
-        match lifecycle::rows(&coordinator_bin, &lab, main.addr).await {
+        match lifecycle::rows(&coordinator_bin, &mut lab, main.addr).await {
             Ok(rows) => report.section("lifecycle", rows),
             Err(error) => report
                 .failures

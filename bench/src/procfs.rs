@@ -37,6 +37,24 @@ pub fn cpu_time(pid: u32) -> io::Result<Duration> {
     ))
 }
 
+/// User plus system CPU time of every child this process has waited for so far
+/// (`getrusage(RUSAGE_CHILDREN)`): the difference around a batch of short-lived commands is
+/// what they cost together.
+#[allow(unsafe_code)]
+pub fn children_cpu_time() -> io::Result<Duration> {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes only the struct we pass, which outlives the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let time = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    Ok(time(usage.ru_utime) + time(usage.ru_stime))
+}
+
 #[allow(unsafe_code)]
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf(3) only reads a constant of the running system.
