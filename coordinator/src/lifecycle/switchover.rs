@@ -3,10 +3,12 @@
 //! Rules, in the order the executor applies them:
 //!
 //! 1. Act only on an agreed master with no failover in progress (any reachable sentinel's
-//!    `failover_in_progress` counts): wait for it within the budget, else fail. Untargeted, a
-//!    failover seen running that ends on another master than the one it replaced (the
-//!    leader's record keeps the replaced address until `+failover-end`) is the switchover:
-//!    success, no second failover.
+//!    `failover_in_progress` counts): wait for it within the budget, else fail. Untargeted,
+//!    a settled master other than the caller's `--pod` is the switchover done (a failover that
+//!    was running, or a killed run of this action, moved it): success, no second failover;
+//!    without `--pod`, only a failover seen running that ends on another master than the one
+//!    it replaced (the leader's record keeps the replaced address until `+failover-end`)
+//!    counts. A settled master that is `--pod` itself is moved, even just after a failover.
 //! 2. Targeted and the candidate already is the agreed master: success, no failover.
 //! 3. Targeted: the candidate must answer `ROLE` as a connected replica of the agreed master
 //!    and have a captured `replica-priority` above 0 (a never-promote pod never becomes
@@ -98,11 +100,19 @@ async fn switch(
         replaced,
     } = settled_master(target, budget).await?;
     let old = agreed.master.clone();
-    if let (None, Some(replaced)) = (candidate, &replaced) {
+    // Untargeted, the goal is a master other than the caller's `--pod`: when the settled
+    // master already is another pod (a failover that was running moved it, or a killed run
+    // of this action did), that is success without a second failover. Without `--pod`, only a
+    // failover seen running counts.
+    let moved_from = match &target.pod {
+        Some(pod) if !target.same_pod(pod, &old) => Some(pod.clone()),
+        Some(_) => None,
+        None => replaced,
+    };
+    if let (None, Some(moved_from)) = (candidate, moved_from) {
         confirm_single_master(target, budget, &old).await?;
         return Ok(format!(
-            "switchover: {old} is master at epoch {} (was {replaced}; moved by a failover \
-             already running)",
+            "switchover: {old} is master at epoch {} (was {moved_from}; already moved)",
             agreed.config_epoch
         ));
     }
@@ -304,8 +314,8 @@ fn master_lost(survey: &Survey, master: &Addr, target: &Target) -> bool {
 }
 
 /// The replicas a paused master must see caught up before the failover: the candidate when
-/// targeted; otherwise every replica the chosen sentinel could pick (listed, not down, not
-/// disconnected, priority above 0).
+/// targeted; otherwise every replica the chosen sentinel could pick (listed, its link to the
+/// master up, not down, not disconnected, priority above 0).
 pub fn must_catch_up(
     replicas: &[ReplicaRecord],
     candidate: Option<&Addr>,
@@ -318,6 +328,7 @@ pub fn must_catch_up(
         .iter()
         .filter(|replica| {
             replica.slave_priority > 0
+                && replica.master_link_status == "ok"
                 && !replica.instance.flags.contains(Flag::SDown)
                 && !replica.instance.flags.contains(Flag::ODown)
                 && !replica.instance.flags.contains(Flag::Disconnected)
@@ -710,29 +721,44 @@ async fn fail_over(
     old_master: OldMaster,
     held: &mut Held,
 ) -> Result<AgreedMaster, ActionError> {
-    let survey = fresh_survey(target, budget).await;
-    let epoch = match survey.verdict(&target.aliases) {
-        Verdict::Agreed(agreement)
-            if target.same_pod(&agreement.master, old)
-                && !agreement.failover_in_progress
-                && !any_failover_running(&survey) =>
-        {
-            agreement.config_epoch
+    // Right after a failover the sentinels list the replicas as eligible again only after
+    // their next INFO of them; a failover asked for before that is refused (`NOGOODSLAVE`), and
+    // this operation sends only one. So an untargeted one waits, within the budget, until the
+    // chosen sentinel lists a replica it could promote.
+    let (epoch, chosen, chosen_replicas) = loop {
+        let survey = fresh_survey(target, budget).await;
+        let epoch = match survey.verdict(&target.aliases) {
+            Verdict::Agreed(agreement)
+                if target.same_pod(&agreement.master, old)
+                    && !agreement.failover_in_progress
+                    && !any_failover_running(&survey) =>
+            {
+                agreement.config_epoch
+            }
+            _ => {
+                return Err(ActionError::refused(format!(
+                    "the sentinels no longer agree on {old} with no failover in progress"
+                )));
+            }
+        };
+        let chosen = choose_sentinel(&survey, old, target).ok_or_else(|| {
+            ActionError::refused(format!("no reachable sentinel names {old} as master"))
+        })?;
+        let chosen_replicas = survey
+            .polled()
+            .find(|(id, _)| id.addr() == &chosen)
+            .map(|(_, polled)| polled.replicas.clone())
+            .unwrap_or_default();
+        if candidate.is_some() || !must_catch_up(&chosen_replicas, None, target).is_empty() {
+            break (epoch, chosen, chosen_replicas);
         }
-        _ => {
+        if budget.remaining() <= STEP * 2 {
             return Err(ActionError::refused(format!(
-                "the sentinels no longer agree on {old} with no failover in progress"
+                "sentinel {chosen} lists no replica of {old} it could promote"
             )));
         }
+        budget.pause(POLL * 3).await;
     };
-    let chosen = choose_sentinel(&survey, old, target).ok_or_else(|| {
-        ActionError::refused(format!("no reachable sentinel names {old} as master"))
-    })?;
-    let chosen_replicas = survey
-        .polled()
-        .find(|(id, _)| id.addr() == &chosen)
-        .map(|(_, polled)| polled.replicas.clone())
-        .unwrap_or_default();
     let mut sentinel = connection(
         budget,
         &chosen,
@@ -1208,6 +1234,7 @@ pub(super) mod tests {
         replica.instance.ip = format!("127.0.0.{}", 10 + i);
         replica.instance.port = 6379;
         replica.slave_priority = priority;
+        replica.master_link_status = "ok".into();
         replica
     }
 
@@ -1252,8 +1279,16 @@ pub(super) mod tests {
         let target = target(4);
         let mut down = record(3, 100);
         down.instance.flags = sentinel_protocol::sentinel::Flags::new(&[Flag::Slave, Flag::SDown]);
+        let mut unlinked = record(3, 100);
+        unlinked.master_link_status = "err".into();
         let replicas = vec![record(1, 100), record(2, 0), down];
         assert_eq!(must_catch_up(&replicas, None, &target), vec![addr(1)]);
+        let linking = vec![record(1, 100), unlinked];
+        assert_eq!(
+            must_catch_up(&linking, None, &target),
+            vec![addr(1)],
+            "a replica whose link sentinel last saw down is not one it could pick"
+        );
         assert_eq!(
             must_catch_up(&replicas, Some(&addr(2)), &target),
             vec![addr(2)]
