@@ -16,6 +16,7 @@ mod discovery;
 mod failover;
 mod fanout;
 mod lifecycle;
+mod planned;
 mod procfs;
 mod report;
 mod scaling;
@@ -51,6 +52,7 @@ enum Phase {
     Propagation,
     Writers,
     Lifecycle,
+    Planned,
     Scaling,
 }
 
@@ -60,6 +62,9 @@ struct Args {
     /// Kill -9 failovers for the propagation measurement.
     #[arg(long, default_value_t = 20)]
     failovers: usize,
+    /// Planned switchovers per way of moving the master (the action, plain, COORDINATED).
+    #[arg(long, default_value_t = 10)]
+    switchovers: usize,
     /// Failovers watched by the two redis-py writers (coordinator vs. sentinels).
     #[arg(long, default_value_t = 3)]
     writer_failovers: usize,
@@ -227,6 +232,16 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
             Err(error) => report
                 .failures
                 .push(("lifecycle".into(), format!("{error:#}"))),
+        }
+    }
+
+    if wants(Phase::Planned) {
+        progress("planned switchovers");
+        match planned::rows(args.switchovers).await {
+            Ok(rows) => report.section("planned switchover", rows),
+            Err(error) => report
+                .failures
+                .push(("planned switchover".into(), format!("{error:#}"))),
         }
     }
 
