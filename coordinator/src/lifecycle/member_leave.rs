@@ -27,6 +27,7 @@ use crate::sentinel::dataplane;
 use crate::sentinel::query::{self, Survey};
 use crate::verdict::{SentinelView, Verdict};
 
+use super::knowledge;
 use super::switchover::{self, OldMaster, step};
 use super::{ActionError, Budget, Target};
 
@@ -72,7 +73,7 @@ pub fn plan(survey: &Survey, pod: &Addr, target: &Target) -> LeavePlan {
 /// Makes the pod safe to remove; returns the line to print.
 pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError> {
     let pod = target.pod()?.clone();
-    let survey = switchover::fresh_survey(target, budget).await;
+    let survey = knowledge::survey(target, budget).await;
     match plan(&survey, &pod, target) {
         LeavePlan::Leave { master } => Ok(format!(
             "member-leave: {pod} is not the master ({master} is); nothing to do"
@@ -133,7 +134,7 @@ async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> 
 /// Rule 3's reset: every reachable sentinel, one at a time, each until it counts as many
 /// other sentinels as before.
 async fn reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> {
-    let survey = switchover::fresh_survey(target, budget).await;
+    let survey = knowledge::survey(target, budget).await;
     let reachable: Vec<(Addr, u64)> = survey
         .polled()
         .filter_map(|(id, polled)| {

@@ -430,11 +430,6 @@ async fn connection(
     .await
 }
 
-/// Every sentinel's answer, within [`knowledge::SURVEY_CAP`] or what is left of the budget.
-pub(super) async fn fresh_survey(target: &Target, budget: &Budget) -> Survey {
-    knowledge::survey(target, budget).await
-}
-
 /// The agreed master once no failover runs, and what a failover seen running meanwhile
 /// replaced.
 pub(super) struct Settled {
@@ -451,7 +446,7 @@ pub(super) async fn settled_master(
 ) -> Result<Settled, ActionError> {
     let mut replacing: Option<Addr> = None;
     loop {
-        let survey = fresh_survey(target, budget).await;
+        let survey = knowledge::survey(target, budget).await;
         if replacing.is_none() {
             replacing = failing_over_from(&survey);
         }
@@ -620,7 +615,7 @@ async fn wait_bias_seen(
     wanted: &[(Addr, u64)],
 ) -> Result<(), ActionError> {
     loop {
-        let survey = fresh_survey(target, budget).await;
+        let survey = knowledge::survey(target, budget).await;
         // The sentinels that name the master are the ones that could run the failover. (The
         // iterator ends here, before any await, so the future stays `Send` for a spawned task.)
         let monitoring: Vec<&[ReplicaRecord]> = survey
@@ -726,7 +721,7 @@ async fn fail_over(
     // this operation sends only one. So an untargeted one waits, within the budget, until the
     // chosen sentinel lists a replica it could promote.
     let (epoch, chosen, chosen_replicas) = loop {
-        let survey = fresh_survey(target, budget).await;
+        let survey = knowledge::survey(target, budget).await;
         let epoch = match survey.verdict(&target.aliases) {
             Verdict::Agreed(agreement)
                 if target.same_pod(&agreement.master, old)
@@ -829,7 +824,7 @@ async fn fail_over(
         }
     }
     let new = loop {
-        let survey = fresh_survey(target, budget).await;
+        let survey = knowledge::survey(target, budget).await;
         match progress(&survey, old, epoch, candidate, target) {
             Progress::Moved(new) => break new,
             Progress::Wrong(other) => {
