@@ -188,6 +188,30 @@ impl FromStr for Addr {
     }
 }
 
+impl Addr {
+    /// Parses `host:port`, or a bare host with `default_port`: Kubernetes hands out pod lists
+    /// as bare FQDNs, and a service's port is known (6379 for data pods, 26379 for sentinels),
+    /// so a list can be passed as given. A bare IPv6 literal (`::1`) takes the default port too;
+    /// one with a port must be bracketed, as for [`FromStr`].
+    pub fn parse_with_default_port(raw: &str, default_port: u16) -> Result<Self, AddrError> {
+        let trimmed = raw.trim();
+        let bare = if trimmed.starts_with('[') {
+            trimmed.ends_with(']')
+        } else {
+            match trimmed.matches(':').count() {
+                0 => true,
+                1 => false,
+                _ => trimmed.parse::<IpAddr>().is_ok(),
+            }
+        };
+        if bare {
+            Self::from_parts(trimmed, &default_port.to_string())
+        } else {
+            trimmed.parse()
+        }
+    }
+}
+
 /// `host:port`, with brackets around IPv6 so the text parses back to the same address.
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -361,6 +385,33 @@ mod tests {
             addr("Valkey-0.Headless.NS.svc.cluster.local.:6379"),
             addr("valkey-0.headless.ns.svc.cluster.local:6379")
         );
+    }
+
+    #[test]
+    fn a_bare_host_from_a_kubernetes_pod_list_takes_the_default_port() {
+        let fqdn = "c-valkey-0.c-valkey-headless.demo.svc.cluster.local";
+        assert_eq!(
+            Addr::parse_with_default_port(fqdn, 6379).unwrap(),
+            addr(&format!("{fqdn}:6379"))
+        );
+        assert_eq!(
+            Addr::parse_with_default_port("10.0.0.7:7000", 6379).unwrap(),
+            addr("10.0.0.7:7000")
+        );
+        assert_eq!(
+            Addr::parse_with_default_port("fd00::1", 26379).unwrap(),
+            addr("[fd00::1]:26379")
+        );
+        assert_eq!(
+            Addr::parse_with_default_port("[fd00::1]", 26379).unwrap(),
+            addr("[fd00::1]:26379")
+        );
+        assert_eq!(
+            Addr::parse_with_default_port("[fd00::1]:7000", 26379).unwrap(),
+            addr("[fd00::1]:7000")
+        );
+        assert!(Addr::parse_with_default_port("host:0", 6379).is_err());
+        assert!(Addr::parse_with_default_port("", 6379).is_err());
     }
 
     #[test]

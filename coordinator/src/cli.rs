@@ -88,6 +88,12 @@ pub enum Command {
     /// For operators: one survey of every sentinel and data pod, printed as a table (exit 0
     /// when a master is agreed).
     Status(StatusArgs),
+    /// Lifecycle action: set (or delete) one ACL user on every data pod, and save it where the
+    /// pod keeps an ACL file; exit 1 unless every pod took it.
+    AccountProvision(AccountArgs),
+    /// Lifecycle action: apply the directives of an updated valkey.conf that differ from this
+    /// pod's (--pod) running values with CONFIG SET; immutable ones wait for the restart.
+    Reconfigure(ReconfigureArgs),
 }
 
 /// What every lifecycle action is told: the group, the pod it is about, where to ask, its
@@ -103,20 +109,23 @@ pub struct ActionArgs {
     )]
     pub master_name: String,
 
-    /// A sentinel, HOST:PORT: every configured sentinel (repeat, or comma-separate in the
-    /// environment). Majorities are of this list's length.
+    /// A sentinel, HOST[:PORT] (port 26379 when absent): every configured sentinel (repeat,
+    /// or comma-separate in the environment). Majorities are of this list's length.
     #[arg(
+        value_parser = sentinel_addr,
         long = "sentinel",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_SENTINEL"
     )]
     pub sentinels: Vec<Addr>,
 
-    /// A data pod, HOST:PORT: every data pod, in ordinal order (repeat, or comma-separate).
+    /// A data pod, HOST[:PORT] (port 6379 when absent): every data pod, in ordinal order
+    /// (repeat, or comma-separate).
     #[arg(
+        value_parser = data_pod_addr,
         long = "data-pod",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_DATA_POD"
     )]
@@ -124,14 +133,15 @@ pub struct ActionArgs {
 
     /// The pod this action is about: the pod itself (startup, role-probe), the leaving pod
     /// (member-leave), the current master as the caller knows it (switchover).
-    #[arg(long, value_name = "HOST:PORT", env = "VALKEY_COORDINATOR_POD")]
+    #[arg(value_parser = data_pod_addr, long, value_name = "HOST[:PORT]", env = "VALKEY_COORDINATOR_POD")]
     pub pod: Option<Addr>,
 
     /// A coordinator asked first (repeat, or comma-separate); the sentinels are asked directly
     /// when none gives an agreed verdict within its share of the budget.
     #[arg(
+        value_parser = coordinator_addr,
         long = "coordinator",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_COORDINATOR"
     )]
@@ -235,8 +245,8 @@ pub struct SwitchoverArgs {
     #[command(flatten)]
     pub action: ActionArgs,
 
-    /// The pod to promote, HOST:PORT; any eligible replica when absent.
-    #[arg(long, value_name = "HOST:PORT", env = "VALKEY_COORDINATOR_CANDIDATE")]
+    /// The pod to promote, HOST[:PORT] (port 6379 when absent); any eligible replica when absent.
+    #[arg(value_parser = data_pod_addr, long, value_name = "HOST[:PORT]", env = "VALKEY_COORDINATOR_CANDIDATE")]
     pub candidate: Option<Addr>,
 
     /// Where captured replica priorities are kept, so a run killed mid-way and run again
@@ -254,6 +264,94 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long, env = "VALKEY_COORDINATOR_STATUS_JSON")]
     pub json: bool,
+}
+
+/// The `account-provision` flags (KubeBlocks passes KB_ACCOUNT_NAME, KB_ACCOUNT_PASSWORD and
+/// KB_ACCOUNT_STATEMENT; the addon's script hands them over as these).
+#[derive(Debug, Clone, Args)]
+pub struct AccountArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// The ACL user to set or delete.
+    #[arg(
+        long = "account-name",
+        value_name = "NAME",
+        env = "VALKEY_COORDINATOR_ACCOUNT_NAME"
+    )]
+    pub name: String,
+
+    /// The account's ACL rules (what follows `ACL SETUSER <name>`, without a password), or the
+    /// single word `delete`.
+    #[arg(
+        long = "account-statement",
+        value_name = "RULES",
+        env = "VALKEY_COORDINATOR_ACCOUNT_STATEMENT"
+    )]
+    pub statement: String,
+
+    /// A file holding the account's password (or VALKEY_COORDINATOR_ACCOUNT_PASSWORD).
+    #[arg(
+        long = "account-password-file",
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_ACCOUNT_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+}
+
+impl AccountArgs {
+    /// The account, its password loaded.
+    pub fn account(&self) -> Result<lifecycle::account::Account, ConfigError> {
+        let inline = std::env::var("VALKEY_COORDINATOR_ACCOUNT_PASSWORD").ok();
+        let password = secret::inline_or_file(
+            "the account password",
+            inline.as_deref().filter(|password| !password.is_empty()),
+            self.password_file.as_deref(),
+        )?;
+        let change = lifecycle::account::plan(&self.statement)
+            .map_err(|error| ConfigError::Account(error.to_string()))?;
+        Ok(lifecycle::account::Account {
+            name: self.name.clone(),
+            password,
+            change,
+        })
+    }
+}
+
+/// The `reconfigure` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ReconfigureArgs {
+    #[command(flatten)]
+    pub action: ActionArgs,
+
+    /// An updated config file to apply (repeat).
+    #[arg(
+        long = "config-file",
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_CONFIG_FILE",
+        value_delimiter = ','
+    )]
+    pub config_files: Vec<PathBuf>,
+
+    /// The updated files as KubeBlocks names them in KB_CONFIG_FILES_UPDATED
+    /// (`path:sha256,...`).
+    #[arg(
+        long = "updated-files",
+        value_name = "LIST",
+        env = "VALKEY_COORDINATOR_UPDATED_FILES"
+    )]
+    pub updated_files: Option<String>,
+}
+
+impl ReconfigureArgs {
+    /// Every file named either way.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = self.config_files.clone();
+        if let Some(updated) = &self.updated_files {
+            files.extend(lifecycle::reconfigure::updated_files(updated));
+        }
+        files
+    }
 }
 
 impl ActionArgs {
@@ -356,11 +454,13 @@ pub struct ServeArgs {
     )]
     pub master_names: Vec<String>,
 
-    /// A sentinel to follow, HOST:PORT (repeat, or comma-separate in the environment). Majorities
-    /// are of this list's length, so list every sentinel, reachable or not.
+    /// A sentinel to follow, HOST[:PORT] (port 26379 when absent; repeat, or comma-separate in
+    /// the environment). Majorities are of this list's length, so list every sentinel,
+    /// reachable or not.
     #[arg(
+        value_parser = sentinel_addr,
         long = "sentinel",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         required = true,
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_SENTINEL"
@@ -371,11 +471,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "VALKEY_COORDINATOR_LISTEN")]
     pub listen: SocketAddr,
 
-    /// Another coordinator instance, HOST:PORT (repeat): what `SENTINEL SENTINELS` lists, so
-    /// clients that refresh their sentinel list keep talking to coordinators.
+    /// Another coordinator instance, HOST[:PORT] (port 26379 when absent; repeat): what
+    /// `SENTINEL SENTINELS` lists, so clients that refresh their sentinel list keep talking to
+    /// coordinators.
     #[arg(
+        value_parser = coordinator_addr,
         long = "peer",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_PEER"
     )]
@@ -506,11 +608,13 @@ pub struct ServeArgs {
     )]
     pub parallel_syncs: Option<u64>,
 
-    /// A data pod, HOST:PORT (repeat): asked for its replication state when every sentinel
-    /// lost its monitor, so the monitors can be rebuilt on the master the pods prove.
+    /// A data pod, HOST[:PORT] (port 6379 when absent; repeat): asked for its replication
+    /// state when every sentinel lost its monitor, so the monitors can be rebuilt on the
+    /// master the pods prove.
     #[arg(
+        value_parser = data_pod_addr,
         long = "data-pod",
-        value_name = "HOST:PORT",
+        value_name = "HOST[:PORT]",
         value_delimiter = ',',
         env = "VALKEY_COORDINATOR_DATA_POD",
         help_heading = "Healing"
@@ -568,6 +672,21 @@ pub struct ServeArgs {
     pub heal_grace_ms: u64,
 }
 
+/// A sentinel's address; a bare host (as Kubernetes lists pod FQDNs) means port 26379.
+fn sentinel_addr(raw: &str) -> Result<Addr, crate::addr::AddrError> {
+    Addr::parse_with_default_port(raw, 26379)
+}
+
+/// A coordinator's address; a bare host means port 26379, the port it serves clients on.
+fn coordinator_addr(raw: &str) -> Result<Addr, crate::addr::AddrError> {
+    Addr::parse_with_default_port(raw, 26379)
+}
+
+/// A data pod's address; a bare host means port 6379.
+fn data_pod_addr(raw: &str) -> Result<Addr, crate::addr::AddrError> {
+    Addr::parse_with_default_port(raw, 6379)
+}
+
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -619,6 +738,8 @@ pub enum ConfigError {
     DataPasswordNotUtf8,
     #[error("--{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("{0}")]
+    Account(String),
 }
 
 impl ServeArgs {

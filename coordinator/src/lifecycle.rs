@@ -17,8 +17,10 @@
 //! The contract with the scripts is fixed: on success exactly the documented line on stdout and
 //! exit 0; on failure nothing on stdout, one line on stderr naming the reason, exit 1.
 
+pub mod account;
 pub mod knowledge;
 pub mod member_leave;
+pub mod reconfigure;
 pub mod role_probe;
 pub mod startup;
 pub mod status;

@@ -98,6 +98,8 @@ enum Action {
     MemberLeave,
     Switchover,
     Status,
+    AccountProvision,
+    Reconfigure,
 }
 
 impl Action {
@@ -108,6 +110,8 @@ impl Action {
             Command::MemberLeave(_) => Self::MemberLeave,
             Command::Switchover(_) => Self::Switchover,
             Command::Status(_) => Self::Status,
+            Command::AccountProvision(_) => Self::AccountProvision,
+            Command::Reconfigure(_) => Self::Reconfigure,
             Command::Serve(_) | Command::Demo(_) => return None,
         })
     }
@@ -119,6 +123,8 @@ impl Action {
             Self::MemberLeave => "member-leave",
             Self::Switchover => "switchover",
             Self::Status => "status",
+            Self::AccountProvision => "account-provision",
+            Self::Reconfigure => "reconfigure",
         }
     }
 }
@@ -210,6 +216,20 @@ async fn action_line(command: Command) -> Result<String, (Option<String>, anyhow
             )
             .await
             .map_err(|e| plain(e.into()))
+        }
+        Command::AccountProvision(args) => {
+            let account = args.account().map_err(|e| plain(e.into()))?;
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::account::run(&target, &budget, &account)
+                .await
+                .map_err(|e| plain(e.into()))
+        }
+        Command::Reconfigure(args) => {
+            let files = args.files();
+            let (target, budget) = args.action.into_target().map_err(|e| plain(e.into()))?;
+            lifecycle::reconfigure::run(&target, &budget, &files)
+                .await
+                .map_err(|e| plain(e.into()))
         }
         Command::Serve(_) | Command::Demo(_) => {
             Err(plain(anyhow::anyhow!("not a lifecycle action")))
