@@ -34,7 +34,9 @@ use super::{ActionError, Budget, Target};
 /// One connection plus one command.
 const STEP: Duration = Duration::from_millis(1_500);
 /// How long one reset sentinel may take to rediscover its peers.
-const REDISCOVER: Duration = Duration::from_millis(6_000);
+const REDISCOVER: Duration = Duration::from_millis(10_000);
+/// How long a sentinel may take to answer before its reset is given up as unreachable.
+const REACH: Duration = Duration::from_millis(5_000);
 
 /// What the survey says to do with the leaving pod. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,10 +114,10 @@ pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError
                 OldMaster::PauseIfReachable,
             )
             .await?;
-            reset_all(target, budget).await?;
+            let reset = reset_all(target, budget).await?;
             switchover::confirm_single_master(target, budget, &new.master).await?;
             Ok(format!(
-                "member-leave: {pod} left; {} is master at epoch {}; sentinels reset",
+                "member-leave: {pod} left; {} is master at epoch {}; {reset}",
                 new.master, new.config_epoch
             ))
         }
@@ -131,26 +133,61 @@ async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> 
     .ok()
 }
 
-/// Rule 3's reset: every reachable sentinel, one at a time, each until it counts as many
-/// other sentinels as before.
-async fn reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> {
-    let survey = knowledge::survey(target, budget).await;
-    let reachable: Vec<(Addr, u64)> = survey
-        .polled()
-        .filter_map(|(id, polled)| {
-            polled
-                .record
-                .as_ref()
-                .map(|record| (id.addr().clone(), record.num_other_sentinels))
-        })
-        .collect();
-    for (sentinel, peers) in reachable {
-        let credentials = target.sentinel_credentials.as_ref();
+/// Rule 3's reset: every configured sentinel that answers, one at a time, each waited for
+/// until it knows again every other sentinel that answered (a peer that is down sends no
+/// hello, so counting it would wait forever). Each sentinel's own `SENTINEL MASTER` right
+/// before its reset is the baseline: a survey's answer can be missing for a sentinel that was
+/// merely slow, and skipping it would leave it remembering the departed pod. Returns what was
+/// done, naming any sentinel that could not be reached.
+async fn reset_all(target: &Target, budget: &Budget) -> Result<String, ActionError> {
+    let credentials = target.sentinel_credentials.as_ref();
+    let mut asking = tokio::task::JoinSet::new();
+    for sentinel in target.sentinels.iter().cloned() {
+        let credentials = credentials.cloned();
+        let budget = *budget;
+        let name = target.master_name.clone();
+        asking.spawn(async move {
+            // A sentinel busy with the failover it just led may be slow: ask again until REACH.
+            let reach = Budget::new(budget.share(REACH));
+            loop {
+                let answered = step(
+                    &reach,
+                    STEP,
+                    format!("SENTINEL MASTER on {sentinel}"),
+                    async {
+                        let mut connection = conn::connect(&sentinel, credentials.as_ref()).await?;
+                        let reply = connection
+                            .call(&["SENTINEL", "MASTER", name.as_str()])
+                            .await?;
+                        query::read_master_record(&reply)
+                    },
+                )
+                .await;
+                if answered.is_ok() || reach.remaining() <= Duration::from_millis(200) {
+                    return (sentinel, answered);
+                }
+                reach.pause(Duration::from_millis(200)).await;
+            }
+        });
+    }
+    let mut reachable = Vec::new();
+    let mut unreachable = Vec::new();
+    for (sentinel, answered) in asking.join_all().await {
+        match answered {
+            Ok(Some(record)) => reachable.push((sentinel, record.num_other_sentinels)),
+            Ok(None) => unreachable.push(format!("{sentinel} (does not monitor the name)")),
+            Err(error) => unreachable.push(format!("{sentinel} ({error})")),
+        }
+    }
+    reachable.sort();
+    let others = reachable.len().saturating_sub(1) as u64;
+    for (sentinel, baseline) in &reachable {
+        let expected = (*baseline).min(others);
         let mut connection = step(
             budget,
             STEP,
             format!("connecting to sentinel {sentinel}"),
-            conn::connect(&sentinel, credentials),
+            conn::connect(sentinel, credentials),
         )
         .await?;
         step(
@@ -161,8 +198,9 @@ async fn reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> 
         )
         .await?;
         let bound = Budget::new(budget.share(REDISCOVER));
+        let mut known = None;
         loop {
-            let known = step(
+            let answer = step(
                 &bound,
                 STEP,
                 format!("SENTINEL MASTER on {sentinel}"),
@@ -174,20 +212,31 @@ async fn reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> 
                 },
             )
             .await;
-            if let Ok(Some(record)) = &known
-                && record.num_other_sentinels >= peers
-            {
-                break;
+            if let Ok(Some(record)) = &answer {
+                known = Some(record.num_other_sentinels);
+                if record.num_other_sentinels >= expected {
+                    break;
+                }
             }
             if bound.remaining() <= Duration::from_millis(100) {
                 return Err(ActionError::refused(format!(
-                    "sentinel {sentinel} did not rediscover its peers after the reset"
+                    "sentinel {sentinel} did not rediscover its peers after the reset \
+                     (knows {known:?} of {expected})"
                 )));
             }
             bound.pause(Duration::from_millis(100)).await;
         }
     }
-    Ok(())
+    if unreachable.is_empty() {
+        Ok("sentinels reset".to_owned())
+    } else {
+        Ok(format!(
+            "{} of {} sentinels reset; not reached: {}",
+            reachable.len(),
+            target.sentinels.len(),
+            unreachable.join(", ")
+        ))
+    }
 }
 
 #[cfg(test)]
