@@ -37,10 +37,13 @@
 //! (sentinel pub/sub), [`writer`] (acknowledged writes and loss checks), [`sampler`] (ROLE
 //! timeline and dual-master detection), [`report`] (the failure report).
 
+pub mod apiserver;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod helm;
+pub mod kubeblocks;
 pub mod lab;
 pub mod layout;
 pub mod process;

@@ -117,3 +117,28 @@ pub(crate) fn send_signal(child: &Child, signal: Signal) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// SIGKILLs a whole process group led by `pid` (a child spawned with `process_group(0)`): how
+/// kbagent ends an action at its timeout, so no grandchild outlives it.
+#[allow(unsafe_code)]
+pub fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names the group
+        // this process created for its child, which exists until the child is reaped.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `pid` (SIGTERM when a pod is deleted: the
+/// container's shell and the server it runs both get it).
+#[allow(unsafe_code)]
+pub fn signal_group(pid: u32, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: as for `kill_group`.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
