@@ -50,10 +50,13 @@ fn init_logging(format: LogFormat, default_level: &str) {
         .iter()
         .find_map(|name| EnvFilter::try_from_env(name).ok())
         .unwrap_or_else(|| EnvFilter::new(default_level));
+    // A failed write (the reader of a log pipe went away) is dropped: reporting it would
+    // `eprintln!` to the same broken stderr, which panics, in whichever task was logging.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

@@ -116,3 +116,62 @@ async fn json_logs_carry_proper_values_and_never_a_password() {
     assert_eq!(starting["metrics"], "off");
     assert_eq!(commands, ["AUTH", "HELLO", "PING"]);
 }
+
+/// A log reader that goes away (a closed `kubectl logs` pipe, a crashed sidecar) must not take
+/// the service with it: with its stderr closed, `serve` keeps running, keeps answering, and
+/// still stops gracefully on SIGTERM.
+#[tokio::test]
+async fn a_closed_log_pipe_neither_kills_the_service_nor_deafens_it_to_sigterm() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let listen = probe.local_addr().expect("bound");
+    drop(probe);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_valkey-coordinator"))
+        .args(["serve", "--master-name", "mymaster", "--no-heal"])
+        .args(["--sentinel", "127.0.0.1:1", "--listen", &listen.to_string()])
+        .env("VALKEY_COORDINATOR_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("serve starts");
+    // Close the read end: every later log line meets EPIPE.
+    drop(child.stderr.take());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        match TcpStream::connect(listen).await {
+            Ok(client) => break client,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "serve never listened ({error}): {:?}",
+                    child.try_wait()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // Debug level logs each command and each failed sentinel connection.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    client
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .await
+        .expect("send");
+    let mut reply = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), client.read(&mut reply))
+        .await
+        .expect("an answer while its stderr is gone")
+        .expect("read");
+    assert_eq!(&reply[..n], b"+PONG\r\n");
+    drop(client);
+    let pid = child.id().expect("running").to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("SIGTERM stops it within its shutdown grace")
+        .expect("wait");
+    assert!(status.success(), "a graceful stop: {status:?}");
+}
