@@ -94,6 +94,17 @@ pub enum Command {
     /// Lifecycle action: apply the directives of an updated valkey.conf that differ from this
     /// pod's (--pod) running values with CONFIG SET; immutable ones wait for the restart.
     Reconfigure(ReconfigureArgs),
+    /// Copy this binary into DIR (atomically, mode 0755): how an init container from the
+    /// coordinator's image (no shell, no cp) hands it to a pod running another image.
+    Install(InstallArgs),
+}
+
+/// The `install` flags.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// The folder to copy the binary into (as `valkey-coordinator`).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// What every lifecycle action is told: the group, the pod it is about, where to ask, its
@@ -467,8 +478,15 @@ pub struct ServeArgs {
     )]
     pub sentinels: Vec<Addr>,
 
-    /// Where sentinel-aware clients connect. Loopback unless an address is given.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN, env = "VALKEY_COORDINATOR_LISTEN")]
+    /// Where sentinel-aware clients connect, IP[:PORT] (port 26379 when absent, so a pod can
+    /// pass its bare pod IP). Loopback unless an address is given.
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        default_value = DEFAULT_LISTEN,
+        value_parser = client_listen,
+        env = "VALKEY_COORDINATOR_LISTEN"
+    )]
     pub listen: SocketAddr,
 
     /// Another coordinator instance, HOST[:PORT] (port 26379 when absent; repeat): what
@@ -537,8 +555,14 @@ pub struct ServeArgs {
     )]
     pub sentinel_password_file: Option<PathBuf>,
 
-    /// Where Prometheus scrapes `GET /metrics`; no metrics endpoint when absent.
-    #[arg(long, value_name = "ADDR", env = "VALKEY_COORDINATOR_METRICS_LISTEN")]
+    /// Where Prometheus scrapes `GET /metrics` (and probes `/healthz`, `/readyz`), IP[:PORT]
+    /// (port 9121 when absent); no metrics endpoint when absent.
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        value_parser = metrics_listen,
+        env = "VALKEY_COORDINATOR_METRICS_LISTEN"
+    )]
     pub metrics_listen: Option<SocketAddr>,
 
     /// How long a sentinel's answer counts towards a majority, in milliseconds.
@@ -670,6 +694,28 @@ pub struct ServeArgs {
     /// re-registered, in milliseconds (the sentinels' own gossip usually fixes it sooner).
     #[arg(long, value_name = "MS", default_value_t = duration_ms(heal::DEFAULT_GRACE), env = "VALKEY_COORDINATOR_HEAL_GRACE_MS", help_heading = "Healing")]
     pub heal_grace_ms: u64,
+}
+
+/// A listening address: `IP:PORT`, `[v6]:PORT`, or a bare IP (v4 or v6) with `default_port`.
+fn listen_addr(raw: &str, default_port: u16) -> Result<SocketAddr, String> {
+    let raw = raw.trim();
+    if let Ok(socket) = raw.parse::<SocketAddr>() {
+        return Ok(socket);
+    }
+    let bare = raw.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, default_port))
+        .map_err(|_| format!("{raw:?} is neither IP:PORT nor an IP"))
+}
+
+/// `--listen`: port 26379 when absent.
+fn client_listen(raw: &str) -> Result<SocketAddr, String> {
+    listen_addr(raw, 26379)
+}
+
+/// `--metrics-listen`: port 9121 when absent.
+fn metrics_listen(raw: &str) -> Result<SocketAddr, String> {
+    listen_addr(raw, 9121)
 }
 
 /// A sentinel's address; a bare host (as Kubernetes lists pod FQDNs) means port 26379.

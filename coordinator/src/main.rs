@@ -22,6 +22,18 @@ const LOG_ENVS: [&str; 2] = ["VALKEY_COORDINATOR_LOG", "RUST_LOG"];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Install(args) = &cli.command {
+        return match install(&args.dir) {
+            Ok(path) => {
+                println!("installed {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("valkey-coordinator install: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(action) = Action::of(&cli.command) {
         init_logging(cli.log_format, "warn");
         return run_action(action, cli.command);
@@ -39,6 +51,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Copies the running binary to `dir/valkey-coordinator` through a temporary name and a
+/// rename, so a pod never sees half a binary.
+fn install(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let source = std::env::current_exe().context("cannot find the running binary")?;
+    let target = dir.join("valkey-coordinator");
+    let partial = dir.join(".valkey-coordinator.partial");
+    std::fs::copy(&source, &partial)
+        .with_context(|| format!("cannot copy {} to {}", source.display(), partial.display()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", partial.display()))?;
+    std::fs::rename(&partial, &target)
+        .with_context(|| format!("cannot move it to {}", target.display()))?;
+    Ok(target)
 }
 
 /// Logs go to stderr; colour only when stderr is a terminal, so `kubectl logs` and files get
@@ -115,7 +143,7 @@ impl Action {
             Command::Status(_) => Self::Status,
             Command::AccountProvision(_) => Self::AccountProvision,
             Command::Reconfigure(_) => Self::Reconfigure,
-            Command::Serve(_) | Command::Demo(_) => return None,
+            Command::Serve(_) | Command::Demo(_) | Command::Install(_) => return None,
         })
     }
 
@@ -234,7 +262,7 @@ async fn action_line(command: Command) -> Result<String, (Option<String>, anyhow
                 .await
                 .map_err(|e| plain(e.into()))
         }
-        Command::Serve(_) | Command::Demo(_) => {
+        Command::Serve(_) | Command::Demo(_) | Command::Install(_) => {
             Err(plain(anyhow::anyhow!("not a lifecycle action")))
         }
     }

@@ -5,7 +5,7 @@
 //! loopback ports with their data in a scratch folder: a CA, a serving certificate and a
 //! service-account key made with the `openssl` CLI for this run only, a static admin token,
 //! `AlwaysAllow` authorization. It installs the CustomResourceDefinitions asked for (by default
-//! every KubeBlocks CRD from `shared/kubeblocks-crds/` and the prometheus-operator ServiceMonitor,
+//! every KubeBlocks CRD from `tests/kubeblocks-crds/` and the prometheus-operator ServiceMonitor,
 //! PodMonitor and PrometheusRule CRDs) and waits until each is Established.
 //!
 //! [`ApiServer::validate`] applies objects with a server-side dry run and strict field validation
@@ -51,11 +51,11 @@ const ADMIN_TOKEN: &str = "valkey-lab-admin";
 /// How many objects are judged at once when a batch has to be judged one by one.
 const PARALLEL_KUBECTL: usize = 3;
 
-/// Where the KubeBlocks CRDs the addon is written against are kept (`shared/kubeblocks-crds`).
+/// Where the KubeBlocks CRDs the addon is written against are kept (`tests/kubeblocks-crds`).
 pub fn kubeblocks_crds_dir() -> PathBuf {
     match std::env::var_os("KUBEBLOCKS_CRDS_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => crate::helm::project_root().join("../shared/kubeblocks-crds"),
+        None => crate::helm::project_root().join("tests/kubeblocks-crds"),
     }
 }
 

@@ -501,7 +501,9 @@ fn check(mut command: Command) -> Option<String> {
 
 /// The scripts the charts embed: ConfigMap entries named `*.sh` or starting with `#!`, from
 /// every rendering (deduplicated), as (label, script).
-fn embedded_scripts(failures: &mut Vec<String>) -> Vec<(String, String)> {
+/// Every script a rendered ConfigMap carries: (label, ConfigMap name, key, body), once per
+/// ConfigMap and key.
+fn embedded_scripts(failures: &mut Vec<String>) -> Vec<(String, String, String, String)> {
     let mut seen = BTreeSet::new();
     let mut scripts = Vec::new();
     for version in HelmVersion::ALL {
@@ -523,10 +525,12 @@ fn embedded_scripts(failures: &mut Vec<String>) -> Vec<(String, String)> {
                         continue;
                     };
                     if (key.ends_with(".sh") || body.starts_with("#!"))
-                        && seen.insert(body.to_string())
+                        && seen.insert((object.name.clone(), key.to_string()))
                     {
                         scripts.push((
                             format!("{}: ConfigMap {} key {key}", object.source, object.name),
+                            object.name.clone(),
+                            key.to_string(),
                             body.to_string(),
                         ));
                     }
@@ -563,12 +567,20 @@ fn every_shell_script_of_the_addon_and_every_script_the_charts_embed_is_shellche
         std::process::id()
     ));
     fs::create_dir_all(&dir).expect("creating a scratch folder");
-    for (index, (label, body)) in embedded_scripts(&mut failures).into_iter().enumerate() {
+    // Each ConfigMap's scripts side by side under their own names, as the pod mounts them, so
+    // a script sourcing a sibling (`. "${0%/*}/common.sh"`) is followed.
+    let embedded = embedded_scripts(&mut failures);
+    for (_, config_map, key, body) in &embedded {
+        let folder = dir.join(config_map);
+        fs::create_dir_all(&folder).expect("creating a scratch folder");
+        fs::write(folder.join(key), body).expect("writing an embedded script");
+    }
+    for (label, config_map, key, _) in &embedded {
         checked += 1;
-        let file = dir.join(format!("script-{index}.sh"));
-        fs::write(&file, &body).expect("writing an embedded script");
         let mut command = Command::new(&shellcheck);
-        command.arg(&file);
+        command
+            .args(["--external-sources", "--source-path=SCRIPTDIR"])
+            .arg(dir.join(config_map).join(key));
         if let Some(report) = check(command) {
             failures.push(format!("{label}:\n{report}"));
         }

@@ -231,7 +231,18 @@ impl KubeCluster {
             .flatten()
         {
             let name = component["name"].as_str().unwrap_or_default().to_owned();
-            let pattern = component["componentDef"].as_str().unwrap_or_default();
+            // A topology cluster names no definition: its topology's component does.
+            let pattern = component["componentDef"]
+                .as_str()
+                .or_else(|| {
+                    topology["components"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|c| c["name"].as_str() == Some(name.as_str()))
+                        .and_then(|c| c["compDef"].as_str())
+                })
+                .unwrap_or_default();
             let definition = manifests.component_definition(pattern)?.clone();
             let definition_name = definition["metadata"]["name"].as_str().unwrap_or_default();
             let service_version = component["serviceVersion"]
@@ -441,13 +452,11 @@ impl KubeCluster {
             name: pod.to_owned(),
             namespace: self.spec.namespace.clone(),
             ip,
-            memory_limit: limits["memory"]
-                .as_str()
-                .and_then(quantity_bytes)
+            memory_limit: quantity_text(&limits["memory"])
+                .and_then(|q| quantity_bytes(&q))
                 .unwrap_or(512 * 1024 * 1024),
-            cpu_limit: limits["cpu"]
-                .as_str()
-                .and_then(|cpu| cpu.parse::<f64>().ok().map(|c| c.ceil() as u64))
+            cpu_limit: quantity_text(&limits["cpu"])
+                .and_then(|q| cpu_cores(&q))
                 .unwrap_or(1),
         })
     }
@@ -494,26 +503,86 @@ impl KubeCluster {
                     continue;
                 };
                 let template = entry["template"].as_str().unwrap_or_default();
-                let object = self.manifests.get("ConfigMap", template)?;
-                if key == "configs"
-                    && object["data"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .any(|(_, v)| v.as_str().is_some_and(|t| t.contains("{{")))
-                {
-                    return Err(KubeError::Manifest(format!(
-                        "config template {template} uses Go templating, which the stand-in \
-                         does not evaluate"
-                    )));
+                let mut object = self.manifests.get("ConfigMap", template)?.clone();
+                if key == "configs" {
+                    // KubeBlocks renders a config template with Go templates and sprig, the
+                    // component's vars as `.`: so does Helm's engine, which renders it here.
+                    let vars = self.vars(component)?;
+                    if let Some(data) = object["data"].as_object_mut() {
+                        for value in data.values_mut() {
+                            if let Some(text) = value.as_str()
+                                && text.contains("{{")
+                            {
+                                *value = Value::String(self.render_template(text, &vars)?);
+                            }
+                        }
+                    }
                 }
                 let mode = entry["defaultMode"].as_u64().unwrap_or(0o644) as u32;
                 let dir = pod_dir.join(volume);
-                pod::project_config_map(object, &dir, mode)?;
+                pod::project_config_map(&object, &dir, mode)?;
                 volumes.insert(volume.to_owned(), dir);
             }
         }
         Ok(volumes)
+    }
+
+    /// Renders a config template as KubeBlocks does (Go template with sprig, the vars as the
+    /// dot), through Helm's engine: a throwaway chart whose one template is the text inside
+    /// `with .Values.vars`.
+    fn render_template(
+        &self,
+        text: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<String, KubeError> {
+        let chart = self.root.join("render").join(format!(
+            "t{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let templates = chart.join("templates");
+        fs::create_dir_all(&templates).map_err(|e| KubeError::io(&templates, e))?;
+        let write = |path: PathBuf, body: String| {
+            fs::write(&path, body).map_err(|e| KubeError::io(&path, e))
+        };
+        write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: config\nversion: 0.0.0\n".into(),
+        )?;
+        write(
+            templates.join("_config.tpl"),
+            format!(
+                "{{{{- define \"config\" }}}}{{{{- with .Values.vars }}}}\n{text}\n{{{{- end }}}}{{{{- end }}}}\n"
+            ),
+        )?;
+        write(
+            templates.join("rendered.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rendered\ndata:\n  config: {{ include \"config\" . | toJson }}\n".into(),
+        )?;
+        let values = serde_json::json!({ "vars": vars });
+        write(chart.join("values.yaml"), values.to_string())?;
+        let output = std::process::Command::new(&self.spec.helm)
+            .arg("template")
+            .arg("config")
+            .arg(&chart)
+            .output()
+            .map_err(|e| KubeError::Manifest(format!("running helm: {e}")))?;
+        let _ = fs::remove_dir_all(&chart);
+        if !output.status.success() {
+            return Err(KubeError::Manifest(format!(
+                "the config template does not render: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        let rendered = Manifests::from_yaml(&String::from_utf8_lossy(&output.stdout))?;
+        let config = rendered.get("ConfigMap", "rendered")?["data"]["config"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches('\n')
+            .to_owned();
+        Ok(config)
     }
 
     /// A container's (or action's) command line and environment, and the PATH its image gives.
@@ -527,8 +596,10 @@ impl KubeCluster {
     ) -> Result<(Exec, String), KubeError> {
         let c = self.component(component)?;
         let container_name = spec["name"].as_str().unwrap_or_default();
-        let image = c.images[container_name]
-            .as_str()
+        let image = c
+            .images
+            .get(container_name)
+            .and_then(Value::as_str)
             .or_else(|| spec["image"].as_str())
             .unwrap_or_default()
             .to_owned();
@@ -784,7 +855,8 @@ impl KubeCluster {
         let image = self
             .component(component)
             .ok()
-            .and_then(|c| c.images[spec["name"].as_str().unwrap_or_default()].as_str())
+            .and_then(|c| c.images.get(spec["name"].as_str().unwrap_or_default()))
+            .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
         if image.contains("valkey-coordinator") {
@@ -1307,6 +1379,39 @@ impl ClusterView for KubeCluster {
         self.components
             .get(component)
             .is_some_and(|c| c.spec["tls"].as_bool() == Some(true))
+    }
+
+    fn resource(&self, component: &str, which: &str) -> Option<u64> {
+        let resources = &self.components.get(component)?.spec["resources"];
+        let (section, kind) = match which {
+            "cpu" => ("requests", "cpu"),
+            "cpuLimit" => ("limits", "cpu"),
+            "memory" => ("requests", "memory"),
+            _ => ("limits", "memory"),
+        };
+        let raw = quantity_text(&resources[section][kind])?;
+        if kind == "cpu" {
+            cpu_cores(&raw)
+        } else {
+            quantity_bytes(&raw)
+        }
+    }
+}
+
+/// A quantity as YAML may write it: `"512Mi"` or a bare number.
+fn quantity_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// `500m`, `2`, `1.5`: whole cores, rounded up as `Quantity.Value()` rounds.
+fn cpu_cores(raw: &str) -> Option<u64> {
+    match raw.strip_suffix('m') {
+        Some(milli) => milli.parse::<u64>().ok().map(|m| m.div_ceil(1000)),
+        None => raw.parse::<f64>().ok().map(|c| c.ceil() as u64),
     }
 }
 

@@ -139,9 +139,11 @@ impl Manifests {
                 .collect();
             for release in spec["releases"].as_array().into_iter().flatten() {
                 let name = release["name"].as_str().unwrap_or("");
-                if allowed.contains(&name)
-                    && release["serviceVersion"].as_str() == Some(service_version)
-                {
+                // No service version asked: KubeBlocks takes the newest compatible release;
+                // this addon lists one per component where it asks none.
+                let matches = service_version.is_empty()
+                    || release["serviceVersion"].as_str() == Some(service_version);
+                if allowed.contains(&name) && matches {
                     return Ok(release["images"].as_object().cloned().unwrap_or_default());
                 }
             }

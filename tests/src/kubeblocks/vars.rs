@@ -31,6 +31,9 @@ pub trait ClusterView {
     fn account_password(&self, component: &str, account: &str) -> Option<String>;
     /// Whether TLS is on for a component.
     fn tls(&self, component: &str) -> bool;
+    /// A resource of a component as a whole number, as `Quantity.Value()` gives it (CPU cores
+    /// rounded up, memory in bytes): `cpu`, `cpuLimit`, `memory` or `memoryLimit`.
+    fn resource(&self, component: &str, which: &str) -> Option<u64>;
 }
 
 /// Resolves every var of `component`'s definition, in order (a later var may not refer to an
@@ -74,7 +77,13 @@ fn resolve_one(
     let comp_def = reference["compDef"].as_str().unwrap_or("");
     let target = || cluster.component_for(comp_def, own);
     let missing = |what: String| if optional { Ok(None) } else { Err(what) };
-    let asked = |field: &str| reference[field].as_str() == Some("Required");
+    // `Required` and `Optional` both ask for the field (Optional only tolerates its absence).
+    let asked = |field: &str| {
+        matches!(
+            reference[field].as_str(),
+            Some("Required") | Some("Optional")
+        )
+    };
     let full_name = |component: &str| format!("{}-{component}", cluster.cluster_name());
     match kind.as_str() {
         "componentVarRef" => {
@@ -158,6 +167,18 @@ fn resolve_one(
                 ))
             }
         }
+        "resourceVarRef" => {
+            let Some(component) = target() else {
+                return missing(format!("no component of definition {comp_def:?}"));
+            };
+            let which = ["cpu", "cpuLimit", "memory", "memoryLimit"]
+                .into_iter()
+                .find(|which| reference.get(*which).is_some())
+                .ok_or_else(|| format!("resourceVarRef asks for nothing known: {reference}"))?;
+            Ok(Some(
+                cluster.resource(&component, which).unwrap_or(0).to_string(),
+            ))
+        }
         other => Err(format!("the stand-in does not resolve {other}")),
     }
 }
@@ -197,6 +218,9 @@ mod tests {
         }
         fn tls(&self, _: &str) -> bool {
             false
+        }
+        fn resource(&self, _: &str, _: &str) -> Option<u64> {
+            Some(1)
         }
     }
 
