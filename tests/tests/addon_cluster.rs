@@ -260,7 +260,7 @@ async fn stop_and_start_keep_every_key_and_one_primary() {
 }
 
 #[tokio::test]
-async fn an_account_and_a_dynamic_parameter_reach_every_data_pod() {
+async fn an_account_reaches_every_data_pod_and_outlives_a_failover_and_a_restart() {
     let mut cluster = provision(ValkeyVersion::V9_1_2).await;
     cluster.wait_roles(DATA, WAIT).await.expect("one primary");
     let mut parameters = BTreeMap::new();
@@ -277,4 +277,222 @@ async fn an_account_and_a_dynamic_parameter_reach_every_data_pod() {
             .await
             .unwrap_or_else(|e| panic!("data-{i}: app cannot log in: {e}"));
     }
+    // After a failover the new primary has it too, and so does a pod that restarted.
+    let primary = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    let candidate = (primary + 1) % 3;
+    let moved = cluster
+        .switchover(DATA, primary, Some(candidate))
+        .await
+        .expect("the action runs");
+    assert!(moved.success(), "{moved:?}");
+    assert_eq!(
+        cluster.wait_roles(DATA, WAIT).await.expect("roles"),
+        candidate
+    );
+    cluster
+        .restart_pod(DATA, primary)
+        .await
+        .expect("the old primary restarts");
+    for i in [candidate, primary] {
+        let addr = cluster.pod_addr(DATA, i).unwrap();
+        Client::connect(addr, Some(&Credentials::user("app", "app-pw-7c1d")))
+            .await
+            .unwrap_or_else(|e| panic!("data-{i}: app cannot log in after the failover: {e}"));
+    }
+}
+
+/// CONFIG GET `name` on data pod `ordinal`.
+async fn config_get(cluster: &KubeCluster, ordinal: usize, name: &str) -> String {
+    let addr = cluster.pod_addr(DATA, ordinal).expect("a data pod");
+    let mut client = Client::connect(addr, Some(&data_credentials(cluster)))
+        .await
+        .expect("client");
+    let reply = client
+        .call(&["CONFIG", "GET", name])
+        .await
+        .expect("CONFIG GET");
+    let valkey_lab::Frame::Array(items) = reply else {
+        panic!("CONFIG GET {name}: {reply:?}");
+    };
+    valkey_lab::replies::text(&items[1]).expect("a value")
+}
+
+/// The server's `valkey_version` of data pod `ordinal`.
+async fn server_version(cluster: &KubeCluster, ordinal: usize) -> String {
+    let addr = cluster.pod_addr(DATA, ordinal).expect("a data pod");
+    let mut client = Client::connect(addr, Some(&data_credentials(cluster)))
+        .await
+        .expect("client");
+    let reply = client.call(&["INFO", "server"]).await.expect("INFO");
+    let text = valkey_lab::replies::text(&reply).expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix("valkey_version:"))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn an_upgrade_from_8_1_to_9_1_pod_by_pod_loses_no_acknowledged_write() {
+    let spec = ClusterSpec::project(ValkeyVersion::V8_1_8).expect("charts and binary");
+    let mut cluster = KubeCluster::provision(spec)
+        .await
+        .expect("provisions on 8.1.8");
+    let primary = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    wait_coordinator_serves(&cluster, primary).await;
+    assert_eq!(server_version(&cluster, 0).await, "8.1.8");
+    let writes = writer(&cluster, "upgrade");
+    let steps = cluster.upgrade("9.1.2").await.expect("every pod upgrades");
+    eprintln!("{}", steps.join("\n"));
+    let now = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    wait_coordinator_serves(&cluster, now).await;
+    for i in cluster.ordinals(DATA) {
+        assert_eq!(server_version(&cluster, i).await, "9.1.2", "data-{i}");
+    }
+    let log = writes.stop().await;
+    let lost = log
+        .check_lost(
+            cluster.pod_addr(DATA, now).expect("the primary"),
+            Some(&data_credentials(&cluster)),
+        )
+        .await
+        .expect("reads back");
+    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    eprintln!(
+        "upgrade: {} writes acknowledged, none lost",
+        log.acked.len()
+    );
+}
+
+#[tokio::test]
+async fn a_rebuilt_replica_syncs_from_scratch_and_rejoins_as_secondary() {
+    let mut cluster = provision(ValkeyVersion::V9_1_2).await;
+    let primary = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    let credentials = data_credentials(&cluster);
+    let mut client = Client::connect(cluster.pod_addr(DATA, primary).unwrap(), Some(&credentials))
+        .await
+        .expect("client");
+    for i in 0..200 {
+        client
+            .call(&["SET", &format!("rebuilt:{i}"), "x"])
+            .await
+            .expect("SET");
+    }
+    let replica = (primary + 1) % 3;
+    cluster
+        .rebuild(DATA, replica)
+        .await
+        .expect("the replica is rebuilt");
+    assert_eq!(
+        cluster.wait_roles(DATA, WAIT).await.expect("roles"),
+        primary
+    );
+    assert_eq!(cluster.label(DATA, replica).as_deref(), Some("secondary"));
+    let addr = cluster.pod_addr(DATA, replica).unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let mut client = Client::connect(addr, Some(&credentials))
+            .await
+            .expect("client");
+        if client.call(&["DBSIZE"]).await.expect("DBSIZE") == valkey_lab::Frame::Integer(200) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuilt replica never synced"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dynamic_parameter_applies_without_a_restart_and_a_static_one_with_one() {
+    let mut cluster = provision(ValkeyVersion::V9_1_2).await;
+    cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    let run_id = |cluster: &KubeCluster, i: usize| {
+        let addr = cluster.pod_addr(DATA, i).unwrap();
+        let credentials = data_credentials(cluster);
+        async move {
+            let mut client = Client::connect(addr, Some(&credentials))
+                .await
+                .expect("client");
+            let reply = client.call(&["INFO", "server"]).await.expect("INFO");
+            let text = valkey_lab::replies::text(&reply).expect("text");
+            text.lines()
+                .find_map(|l| l.strip_prefix("run_id:"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        }
+    };
+    let before: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in cluster.ordinals(DATA) {
+            ids.push(run_id(&cluster, i).await);
+        }
+        ids
+    };
+    let (restarted, outputs) = cluster
+        .reconfigure(DATA, &[("maxmemory-policy", "allkeys-lru")])
+        .await
+        .expect("a dynamic reconfigure");
+    assert!(!restarted, "maxmemory-policy is dynamic");
+    eprintln!("{}", outputs.join("\n"));
+    for i in cluster.ordinals(DATA) {
+        assert_eq!(
+            config_get(&cluster, i, "maxmemory-policy").await,
+            "allkeys-lru"
+        );
+        assert_eq!(
+            run_id(&cluster, i).await,
+            before[i],
+            "data-{i} was not restarted"
+        );
+    }
+
+    let (restarted, _) = cluster
+        .reconfigure(DATA, &[("databases", "32")])
+        .await
+        .expect("a static reconfigure");
+    assert!(restarted, "databases is static");
+    cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    for i in cluster.ordinals(DATA) {
+        assert_eq!(config_get(&cluster, i, "databases").await, "32", "data-{i}");
+        assert_eq!(
+            config_get(&cluster, i, "maxmemory-policy").await,
+            "allkeys-lru",
+            "the earlier dynamic change survives the restart"
+        );
+        assert_ne!(run_id(&cluster, i).await, before[i], "data-{i} restarted");
+    }
+}
+
+#[tokio::test]
+async fn vertical_scaling_restarts_each_pod_with_maxmemory_from_its_new_limit() {
+    let mut cluster = provision(ValkeyVersion::V9_1_2).await;
+    cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    let writes = writer(&cluster, "vertical");
+    cluster
+        .vertical_scale(DATA, "1", "2Gi")
+        .await
+        .expect("every pod restarts");
+    let now = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    for i in cluster.ordinals(DATA) {
+        let expected = (2u64 << 30) * 4 / 5;
+        assert_eq!(
+            config_get(&cluster, i, "maxmemory").await,
+            expected.to_string(),
+            "data-{i}: 80 % of the new 2Gi limit"
+        );
+    }
+    wait_coordinator_serves(&cluster, now).await;
+    let log = writes.stop().await;
+    let lost = log
+        .check_lost(
+            cluster.pod_addr(DATA, now).expect("the primary"),
+            Some(&data_credentials(&cluster)),
+        )
+        .await
+        .expect("reads back");
+    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
 }

@@ -112,6 +112,8 @@ pub(super) struct Component {
     pub(super) slot: Slot,
     pub(super) pods: BTreeMap<usize, Pod>,
     pub(super) labels: Labels,
+    /// Parameters a Reconfiguring set, applied over the rendered config template.
+    pub(super) parameters: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +132,7 @@ pub struct KubeCluster {
     /// Short component names, in the ClusterDefinition's provision order.
     pub(super) provision_order: Vec<String>,
     pub(super) terminate_order: Vec<String>,
+    pub(super) update_order: Vec<String>,
     pub(super) components: BTreeMap<String, Component>,
     pub(super) passwords: BTreeMap<(String, String), String>,
 }
@@ -213,6 +216,7 @@ impl KubeCluster {
         };
         let mut provision_order = order("provision");
         let terminate_order = order("terminate");
+        let update_order = order("update");
 
         let block = AddressBlock::claim(10, 10).map_err(|e| KubeError::Pod(e.to_string()))?;
         let root = std::env::temp_dir().join(format!(
@@ -273,6 +277,7 @@ impl KubeCluster {
                     slot,
                     pods: BTreeMap::new(),
                     labels: Labels::default(),
+                    parameters: BTreeMap::new(),
                 },
             );
             if !provision_order.contains(&name) {
@@ -297,6 +302,7 @@ impl KubeCluster {
             root,
             provision_order,
             terminate_order,
+            update_order,
             components,
             passwords,
         })
@@ -516,13 +522,17 @@ impl KubeCluster {
                 if key == "configs" {
                     // KubeBlocks renders a config template with Go templates and sprig, the
                     // component's vars as `.`: so does Helm's engine, which renders it here.
+                    // Then the parameters a Reconfiguring set are written over it.
                     let vars = self.vars(component)?;
                     if let Some(data) = object["data"].as_object_mut() {
                         for value in data.values_mut() {
-                            if let Some(text) = value.as_str()
-                                && text.contains("{{")
-                            {
-                                *value = Value::String(self.render_template(text, &vars)?);
+                            if let Some(text) = value.as_str() {
+                                let rendered = if text.contains("{{") {
+                                    self.render_template(text, &vars)?
+                                } else {
+                                    text.to_owned()
+                                };
+                                *value = Value::String(with_parameters(&rendered, &c.parameters));
                             }
                         }
                     }
@@ -1202,7 +1212,14 @@ impl KubeCluster {
         let mut ordinals = self.ordinals(component);
         ordinals.sort_by_key(|&o| (priority(self, o), std::cmp::Reverse(o)));
         let mut log = Vec::new();
+        let has_switchover = self.definition_action(component, "switchover").is_some();
         for ordinal in ordinals {
+            if !has_switchover {
+                log.push(format!("{}: restart", self.pod_name(component, ordinal)));
+                self.restart_pod(component, ordinal).await?;
+                self.min_ready(component).await?;
+                continue;
+            }
             let switched = self.switchover(component, ordinal, None).await;
             log.push(format!(
                 "{}: switchover {}",
@@ -1217,8 +1234,180 @@ impl KubeCluster {
             if self.definition_action(component, "roleProbe").is_some() {
                 self.wait_roles(component, READY_TIMEOUT).await?;
             }
+            self.min_ready(component).await?;
         }
         Ok(log)
+    }
+
+    /// Upgrade: every component whose ComponentVersion serves `version` moves to it (its
+    /// images with it), then each is updated pod by pod in the ClusterDefinition's update
+    /// order, as a rolling restart does. Returns the steps.
+    pub async fn upgrade(&mut self, version: &str) -> Result<Vec<String>, KubeError> {
+        let mut changed = Vec::new();
+        for (name, c) in &mut self.components {
+            let definition = c.definition["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            if let Ok(images) = self.manifests.release_images(definition, version)
+                && c.service_version != version
+            {
+                c.service_version = version.to_owned();
+                c.images = images;
+                changed.push(name.clone());
+            }
+        }
+        let mut order = self.update_order.clone();
+        for name in &changed {
+            if !order.contains(name) {
+                order.push(name.clone());
+            }
+        }
+        let mut steps = Vec::new();
+        for component in order.into_iter().filter(|c| changed.contains(c)) {
+            steps.extend(self.rolling_restart(&component).await?);
+        }
+        Ok(steps)
+    }
+
+    /// VerticalScaling: new resource limits and requests for a component, then a rolling
+    /// restart (the pods' environment and config template follow the new limits).
+    pub async fn vertical_scale(
+        &mut self,
+        component: &str,
+        cpu: &str,
+        memory: &str,
+    ) -> Result<Vec<String>, KubeError> {
+        let c = self.component_mut(component)?;
+        for section in ["limits", "requests"] {
+            c.spec["resources"][section]["cpu"] = Value::String(cpu.to_owned());
+            c.spec["resources"][section]["memory"] = Value::String(memory.to_owned());
+        }
+        self.rolling_restart(component).await
+    }
+
+    /// RebuildInstance: the pod and its volumes deleted and created afresh (a new PVC), Ready
+    /// again; `startup` makes it a replica that syncs from scratch.
+    pub async fn rebuild(&mut self, component: &str, ordinal: usize) -> Result<(), KubeError> {
+        self.delete_pod(component, ordinal).await?;
+        let pod = self.pod_name(component, ordinal);
+        let pvc_root = self.root.join("pvc");
+        let c = self.component_mut(component)?;
+        c.labels.remove(&pod);
+        for claim in c.spec["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = claim["name"].as_str().unwrap_or_default();
+            let _ = fs::remove_dir_all(pvc_root.join(format!("{name}-{pod}")));
+        }
+        self.create_pod(component, ordinal).await?;
+        self.wait_ready(component, ordinal).await
+    }
+
+    /// Reconfiguring: the parameters written over the component's config template. If any is
+    /// static or immutable in the ParametersDefinition, the pods are restarted (rolling);
+    /// otherwise each pod's projected file is updated and the reconfigure action runs on it with
+    /// `KB_CONFIG_FILES_UPDATED` naming the file and its checksum, which kbagent checks first.
+    /// Returns whether a restart was needed, and each pod's action output.
+    pub async fn reconfigure(
+        &mut self,
+        component: &str,
+        parameters: &[(&str, &str)],
+    ) -> Result<(bool, Vec<String>), KubeError> {
+        let definition_name = self.component(component)?.definition["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let restart_needed = self
+            .manifests
+            .of_kind("ParametersDefinition")
+            .filter(|pd| {
+                // A definition bound to this component definition, or to none in particular.
+                pd["spec"]["componentDef"]
+                    .as_str()
+                    .is_none_or(|def| definition_name.starts_with(def))
+            })
+            .any(|pd| {
+                parameters.iter().any(|(name, _)| {
+                    ["staticParameters", "immutableParameters"]
+                        .iter()
+                        .any(|list| {
+                            pd["spec"][list]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|p| p.as_str() == Some(name))
+                        })
+                })
+            });
+        {
+            let c = self.component_mut(component)?;
+            for (name, value) in parameters {
+                c.parameters.insert((*name).to_owned(), (*value).to_owned());
+            }
+        }
+        if restart_needed {
+            return Ok((true, self.rolling_restart(component).await?));
+        }
+        let config = self.component(component)?.definition["spec"]["configs"][0].clone();
+        let volume = config["volumeName"].as_str().unwrap_or_default().to_owned();
+        let template = config["template"].as_str().unwrap_or_default().to_owned();
+        let mount = self.component(component)?.definition["spec"]["runtime"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c["volumeMounts"].as_array().into_iter().flatten())
+            .find(|m| m["name"].as_str() == Some(volume.as_str()))
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut outputs = Vec::new();
+        for ordinal in self.ordinals(component) {
+            let pod = self.pod_name(component, ordinal);
+            let dir = self.root.join("pods").join(&pod).join(&volume);
+            // The file as the controller renders it now: template, vars, parameters.
+            let vars = self.vars(component)?;
+            let object = self.manifests.get("ConfigMap", &template)?.clone();
+            let mut updated = Vec::new();
+            for (file, content) in object["data"].as_object().into_iter().flatten() {
+                let text = content.as_str().unwrap_or_default();
+                let rendered = if text.contains("{{") {
+                    self.render_template(text, &vars)?
+                } else {
+                    text.to_owned()
+                };
+                let c = self.component(component)?;
+                let body = with_parameters(&rendered, &c.parameters);
+                let path = dir.join(file);
+                fs::write(&path, &body).map_err(|e| KubeError::io(&path, e))?;
+                updated.push(format!("{mount}/{file}:{}", sha256_hex(body.as_bytes())?));
+            }
+            let mut parameters = BTreeMap::new();
+            parameters.insert("KB_CONFIG_FILES_UPDATED".to_owned(), updated.join(","));
+            let outcome = self
+                .call(component, ordinal, "reconfigure", parameters)
+                .await?;
+            if !outcome.success() {
+                return Err(KubeError::Action {
+                    pod,
+                    action: "reconfigure".into(),
+                    outcome,
+                });
+            }
+            outputs.push(outcome.stdout.trim().to_owned());
+        }
+        Ok((false, outputs))
+    }
+
+    /// An update moves to the next pod only once this one has been Ready for the definition's
+    /// `minReadySeconds` (InstanceSet's `IsPodAvailable`).
+    async fn min_ready(&self, component: &str) -> Result<(), KubeError> {
+        let seconds = self.component(component)?.definition["spec"]["minReadySeconds"]
+            .as_u64()
+            .unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        Ok(())
     }
 
     /// Deletes and recreates one pod (same name, same PVC), waiting until it is Ready.
@@ -1449,6 +1638,62 @@ impl Drop for KubeCluster {
             let _ = fs::remove_dir_all(&self.root);
         }
     }
+}
+
+/// A valkey.conf with `parameters` written over it, as KubeBlocks' parameters controller
+/// patches a `redis`-format file: a directive's lines replaced by the new value, a new one
+/// appended.
+fn with_parameters(text: &str, parameters: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut written = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let name = line
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match parameters.get(&name) {
+            Some(value) if !line.trim_start().starts_with('#') => {
+                if written.insert(name.clone()) {
+                    out.push_str(&format!("{name} {value}\n"));
+                }
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    for (name, value) in parameters {
+        if !written.contains(name) {
+            out.push_str(&format!("{name} {value}\n"));
+        }
+    }
+    out
+}
+
+/// SHA-256 in hex, as kbagent checks an updated file (`sha256sum`, coreutils).
+fn sha256_hex(bytes: &[u8]) -> Result<String, KubeError> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| KubeError::Pod(format!("running sha256sum: {e}")))?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(bytes)
+        .map_err(|e| KubeError::Pod(format!("feeding sha256sum: {e}")))?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| KubeError::Pod(format!("sha256sum: {e}")))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned())
 }
 
 fn append_log(log: &Path, action: &str, outcome: &Outcome) {
