@@ -19,6 +19,7 @@
 //! they are (the addon's are plain valkey.conf, computed values come from its start script).
 
 pub mod cluster;
+pub mod dataprotection;
 pub mod manifest;
 pub mod pod;
 pub mod roles;

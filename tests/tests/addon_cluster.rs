@@ -496,3 +496,63 @@ async fn vertical_scaling_restarts_each_pod_with_maxmemory_from_its_new_limit() 
         .expect("reads back");
     assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
 }
+
+/// An example OpsRequest from addon/examples, aimed at this cluster.
+fn example(cluster: &KubeCluster, file: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../addon/examples")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("the example exists");
+    let manifests = valkey_lab::kubeblocks::Manifests::from_yaml(&text).expect("YAML");
+    let mut ops = manifests.objects()[0].clone();
+    ops["spec"]["clusterName"] = serde_json::Value::String(cluster.name().to_owned());
+    ops
+}
+
+#[tokio::test]
+async fn an_exposed_primary_service_follows_the_primary_and_goes_when_disabled() {
+    let mut cluster = provision(ValkeyVersion::V9_1_2).await;
+    let primary = cluster.wait_roles(DATA, WAIT).await.expect("one primary");
+    let services = cluster
+        .expose(&example(&cluster, "expose-enable.yaml"))
+        .expect("Expose enable");
+    let service = services
+        .iter()
+        .find(|name| name.ends_with("-internet"))
+        .expect("the exposed Service")
+        .clone();
+    assert_eq!(
+        cluster.endpoints(&service).expect("endpoints"),
+        vec![cluster.pod_addr(DATA, primary).unwrap()],
+        "it selects the primary only"
+    );
+    let endpoint = cluster.endpoints(&service).unwrap()[0];
+    let mut client = Client::connect(endpoint, Some(&data_credentials(&cluster)))
+        .await
+        .expect("a client through the Service");
+    client
+        .call(&["SET", "exposed", "yes"])
+        .await
+        .expect("a write through the Service lands on the primary");
+
+    let candidate = (primary + 1) % 3;
+    let moved = cluster
+        .switchover(DATA, primary, Some(candidate))
+        .await
+        .expect("the action runs");
+    assert!(moved.success(), "{moved:?}");
+    assert_eq!(
+        cluster.wait_roles(DATA, WAIT).await.expect("roles"),
+        candidate
+    );
+    assert_eq!(
+        cluster.endpoints(&service).expect("endpoints"),
+        vec![cluster.pod_addr(DATA, candidate).unwrap()],
+        "the Service follows the new primary"
+    );
+
+    let left = cluster
+        .expose(&example(&cluster, "expose-disable.yaml"))
+        .expect("Expose disable");
+    assert!(!left.contains(&service), "the Service is gone: {left:?}");
+}

@@ -135,6 +135,8 @@ pub struct KubeCluster {
     pub(super) update_order: Vec<String>,
     pub(super) components: BTreeMap<String, Component>,
     pub(super) passwords: BTreeMap<(String, String), String>,
+    /// Services an Expose OpsRequest enabled: name -> (component, role selector, target port).
+    pub(super) exposed: BTreeMap<String, (String, Option<String>, Value)>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -305,6 +307,7 @@ impl KubeCluster {
             update_order,
             components,
             passwords,
+            exposed: BTreeMap::new(),
         })
     }
 
@@ -1398,6 +1401,68 @@ impl KubeCluster {
             outputs.push(outcome.stdout.trim().to_owned());
         }
         Ok((false, outputs))
+    }
+
+    /// Applies an Expose OpsRequest (as the examples write it): each `Enable` adds a Service
+    /// named `<cluster>-<component>-<name>` selecting the component's pods with the role
+    /// label, each `Disable` removes it. Returns the names of the Services that exist after it.
+    pub fn expose(&mut self, ops: &Value) -> Result<Vec<String>, KubeError> {
+        if ops["spec"]["type"].as_str() != Some("Expose") {
+            return Err(KubeError::Manifest(format!(
+                "not an Expose OpsRequest: {ops}"
+            )));
+        }
+        for entry in ops["spec"]["expose"].as_array().into_iter().flatten() {
+            let component = entry["componentName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            self.component(&component)?;
+            for service in entry["services"].as_array().into_iter().flatten() {
+                let name = format!(
+                    "{}-{component}-{}",
+                    self.spec.name,
+                    service["name"].as_str().unwrap_or_default()
+                );
+                match entry["switch"].as_str() {
+                    Some("Enable") => {
+                        let role = service["roleSelector"].as_str().map(str::to_owned);
+                        let port = service["ports"][0]["targetPort"].clone();
+                        self.exposed.insert(name, (component.clone(), role, port));
+                    }
+                    Some("Disable") => {
+                        self.exposed.remove(&name);
+                    }
+                    other => {
+                        return Err(KubeError::Manifest(format!("Expose switch {other:?}")));
+                    }
+                }
+            }
+        }
+        Ok(self.exposed.keys().cloned().collect())
+    }
+
+    /// An exposed Service's endpoints: the addresses of the running pods its selector matches
+    /// now (the role label kept from the role probe), at its target port.
+    pub fn endpoints(&self, service: &str) -> Result<Vec<SocketAddr>, KubeError> {
+        let (component, role, port) = self
+            .exposed
+            .get(service)
+            .ok_or_else(|| KubeError::Manifest(format!("no Service {service}")))?;
+        let c = self.component(component)?;
+        let container = c.definition["spec"]["runtime"]["containers"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let port = self.port_of(component, &container, port);
+        Ok(c.pods
+            .iter()
+            .filter(|(_, pod)| {
+                role.as_ref()
+                    .is_none_or(|role| c.labels.get(&pod.name).role.as_deref() == Some(role))
+            })
+            .map(|(_, pod)| SocketAddr::from((pod.ip, port)))
+            .collect())
     }
 
     /// An update moves to the next pod only once this one has been Ready for the definition's
