@@ -112,9 +112,9 @@ conf_string() {
   printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
 }
 
-# local_cli PORT ARG...: valkey-cli against this pod's own server at LOCAL_HOST (127.0.0.1 in a
-# pod), over TLS verified with the mounted CA when TLS is enabled. The caller puts the password
-# in REDISCLI_AUTH.
+# local_cli PORT ARG...: valkey-cli against this pod's own server at LOCAL_HOST (its pod IP: the
+# server binds nothing else), over TLS verified with the mounted CA when TLS is enabled. The
+# caller puts the password in REDISCLI_AUTH.
 local_cli() {
   _lc_port=$1
   shift
