@@ -18,7 +18,9 @@ use tokio::process::Command;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::service::metrics;
 use valkey_coordinator::service::registry::{NameState, Registry};
-use valkey_coordinator::verdict::{Agreement, SentinelId, Verdict};
+use valkey_coordinator::verdict::{
+    Agreement, MonotonicTime, SentinelId, SentinelReport, SentinelView, Verdict,
+};
 
 /// What the chart's metric selector renders to for release `mycluster` in namespace `demo`.
 const SELECTOR: &str = r#"namespace="demo",cluster="mycluster""#;
@@ -195,7 +197,8 @@ async fn live_metrics() -> String {
 }
 
 /// The same renderer over a registry in the states a lone coordinator without sentinels never
-/// reaches (an agreed master, heals): the label names of families that have no sample live.
+/// reaches (an agreed master, sentinels that answer, heals): the label names of families that
+/// have no sample live.
 fn busy_exposition() -> Exposition {
     let registry = Registry::new(&["mycluster-valkey".to_owned()], 3);
     let voter = |n: u8| {
@@ -216,6 +219,22 @@ fn busy_exposition() -> Exposition {
         failover_in_progress: false,
         master_reported_down: false,
     });
+    // Each sentinel's view as the verdict saw it: two report the master, one is wiped (the
+    // per-sentinel families have no sample live, where the one sentinel is unreachable).
+    let now = MonotonicTime::from_elapsed(Duration::from_secs(1));
+    for n in [1, 2] {
+        state.views.insert(
+            voter(n),
+            SentinelView::Reports(SentinelReport::new(
+                "10.1.0.2:6379".parse().expect("literal"),
+                3,
+                now,
+            )),
+        );
+    }
+    state
+        .views
+        .insert(voter(3), SentinelView::Unmonitored { observed_at: now });
     registry.publish(state);
     registry.update_link(&voter(1), |link| link.connected = true);
     let stats = registry.stats();

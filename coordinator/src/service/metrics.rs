@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::service::registry::{LATENCY_BUCKETS_SECONDS, Registry};
-use crate::verdict::Verdict;
+use crate::verdict::{SentinelView, Verdict};
 
 /// The most a request head may be; scrapers send a few hundred bytes.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -136,6 +136,10 @@ pub fn readiness(registry: &Registry) -> (bool, String) {
     }
     (ready, body)
 }
+
+/// Every heal reason (`HealReason::label`) and outcome the healer counts.
+const HEAL_REASONS: [&str; 4] = ["unmonitored", "wrong_master", "settings", "data_plane"];
+const HEAL_OUTCOMES: [&str; 3] = ["ok", "failed", "refused"];
 
 /// The whole exposition, in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
@@ -274,6 +278,75 @@ pub fn render(registry: &Registry) -> String {
 
     family(
         &mut out,
+        "valkey_coordinator_sentinel_master",
+        "gauge",
+        "1 for the master each configured sentinel reports for the name (as a label), as the \
+         verdict last saw it; absent for a sentinel that is unreachable or monitors nothing. \
+         Two masters of one name across sentinels is a split view.",
+    );
+    for state in &states {
+        for (sentinel, view) in &state.views {
+            if let SentinelView::Reports(report) = view {
+                let sentinel = sentinel.to_string();
+                let master = report.master.to_string();
+                sample(
+                    &mut out,
+                    "valkey_coordinator_sentinel_master",
+                    &[
+                        ("name", &state.name),
+                        ("sentinel", &sentinel),
+                        ("master", &master),
+                    ],
+                    1,
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_sentinel_config_epoch",
+        "gauge",
+        "The config epoch each reporting sentinel gives the name's master.",
+    );
+    for state in &states {
+        for (sentinel, view) in &state.views {
+            if let SentinelView::Reports(report) = view {
+                let sentinel = sentinel.to_string();
+                sample(
+                    &mut out,
+                    "valkey_coordinator_sentinel_config_epoch",
+                    &[("name", &state.name), ("sentinel", &sentinel)],
+                    report.config_epoch,
+                );
+            }
+        }
+    }
+    family(
+        &mut out,
+        "valkey_coordinator_sentinel_monitoring",
+        "gauge",
+        "1 when the sentinel answered and monitors the name, 0 when it answered and monitors \
+         nothing (wiped: the healer registers it); absent while unreachable.",
+    );
+    for state in &states {
+        for (sentinel, view) in &state.views {
+            let monitoring = match view {
+                SentinelView::Reports(_) => 1u8,
+                SentinelView::Unmonitored { .. } => 0,
+                SentinelView::Unreachable => continue,
+            };
+            let sentinel = sentinel.to_string();
+            sample(
+                &mut out,
+                "valkey_coordinator_sentinel_monitoring",
+                &[("name", &state.name), ("sentinel", &sentinel)],
+                monitoring,
+            );
+        }
+    }
+
+    family(
+        &mut out,
         "valkey_coordinator_clients_connected",
         "gauge",
         "Clients connected now.",
@@ -326,12 +399,20 @@ pub fn render(registry: &Registry) -> String {
         "counter",
         "Sentinel heals since start, by reason (unmonitored, wrong_master, settings, data_plane) and outcome (ok, failed, refused).",
     );
-    let mut heals: Vec<((&'static str, &'static str), u64)> = stats
-        .heals
+    // Every reason and outcome from the start, at 0 until it happens: a series that appears
+    // only at its first heal is invisible to `increase()`, so an alert on it would miss the
+    // first failure.
+    let mut heals: std::collections::BTreeMap<(&'static str, &'static str), u64> = HEAL_REASONS
         .iter()
-        .map(|entry| (*entry.key(), entry.value().load(Ordering::Relaxed)))
+        .flat_map(|reason| {
+            HEAL_OUTCOMES
+                .iter()
+                .map(move |outcome| ((*reason, *outcome), 0))
+        })
         .collect();
-    heals.sort_unstable();
+    for entry in stats.heals.iter() {
+        heals.insert(*entry.key(), entry.value().load(Ordering::Relaxed));
+    }
     for ((reason, outcome), count) in heals {
         sample(
             &mut out,
