@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use valkey_lab::kubeblocks::{ClusterSpec, KubeCluster};
-use valkey_lab::{Client, Credentials, ValkeyVersion, WriteTarget, Writer};
+use valkey_lab::{Client, Credentials, ValkeyVersion, WriteLog, WriteTarget, Writer};
 
 /// Budget for any single wait; scenarios finish far sooner.
 const WAIT: Duration = Duration::from_secs(60);
@@ -80,6 +80,18 @@ fn writer(cluster: &KubeCluster, prefix: &str) -> Writer {
         name: master_name(cluster),
     };
     Writer::start_with(target, Some(data_credentials(cluster)), None, prefix)
+}
+
+/// Every write the writer saw acknowledged is on data pod `primary`, with its value.
+async fn assert_nothing_lost(cluster: &KubeCluster, log: &WriteLog, primary: usize) {
+    let lost = log
+        .check_lost(
+            cluster.pod_addr(DATA, primary).expect("the primary"),
+            Some(&data_credentials(cluster)),
+        )
+        .await
+        .expect("reads back");
+    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
 }
 
 /// Every sentinel monitors the master name at `ordinal`.
@@ -155,12 +167,7 @@ async fn switchover_to_a_named_candidate_then_to_any_loses_no_acknowledged_write
     wait_coordinator_serves(&cluster, now).await;
 
     let log = writes.stop().await;
-    let master = cluster.pod_addr(DATA, now).expect("the primary");
-    let lost = log
-        .check_lost(master, Some(&data_credentials(&cluster)))
-        .await
-        .expect("reads back");
-    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    assert_nothing_lost(&cluster, &log, now).await;
 }
 
 #[tokio::test]
@@ -197,14 +204,7 @@ async fn scaling_in_the_primary_pod_fails_over_first() {
     assert!(now < 2, "the primary is one of the remaining pods");
     wait_coordinator_serves(&cluster, now).await;
     let log = writes.stop().await;
-    let lost = log
-        .check_lost(
-            cluster.pod_addr(DATA, now).expect("the primary"),
-            Some(&data_credentials(&cluster)),
-        )
-        .await
-        .expect("reads back");
-    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    assert_nothing_lost(&cluster, &log, now).await;
 }
 
 #[tokio::test]
@@ -221,14 +221,7 @@ async fn a_rolling_restart_moves_the_primary_off_each_pod_first_and_loses_nothin
     let now = cluster.wait_roles(DATA, WAIT).await.expect("roles");
     wait_coordinator_serves(&cluster, now).await;
     let log = writes.stop().await;
-    let lost = log
-        .check_lost(
-            cluster.pod_addr(DATA, now).expect("the primary"),
-            Some(&data_credentials(&cluster)),
-        )
-        .await
-        .expect("reads back");
-    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    assert_nothing_lost(&cluster, &log, now).await;
 }
 
 #[tokio::test]
@@ -350,14 +343,7 @@ async fn an_upgrade_from_8_1_to_9_1_pod_by_pod_loses_no_acknowledged_write() {
         assert_eq!(server_version(&cluster, i).await, "9.1.2", "data-{i}");
     }
     let log = writes.stop().await;
-    let lost = log
-        .check_lost(
-            cluster.pod_addr(DATA, now).expect("the primary"),
-            Some(&data_credentials(&cluster)),
-        )
-        .await
-        .expect("reads back");
-    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    assert_nothing_lost(&cluster, &log, now).await;
     eprintln!(
         "upgrade: {} writes acknowledged, none lost",
         log.acked.len()
@@ -487,14 +473,7 @@ async fn vertical_scaling_restarts_each_pod_with_maxmemory_from_its_new_limit() 
     }
     wait_coordinator_serves(&cluster, now).await;
     let log = writes.stop().await;
-    let lost = log
-        .check_lost(
-            cluster.pod_addr(DATA, now).expect("the primary"),
-            Some(&data_credentials(&cluster)),
-        )
-        .await
-        .expect("reads back");
-    assert!(lost.is_clean(), "acknowledged writes lost: {lost:?}");
+    assert_nothing_lost(&cluster, &log, now).await;
 }
 
 /// An example OpsRequest from addon/examples, aimed at this cluster.

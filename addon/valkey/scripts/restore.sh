@@ -1,11 +1,14 @@
 #!/bin/sh
 # Restore of the valkey-physical ActionSet. Self-contained (run inline by the ActionSet).
 #   restore.sh prepare-data       prepareData, a job with the new data volume at DATA_DIR: refuses
-#                                 a data directory holding anything but lost+found (or its own
-#                                 staging directory of an interrupted attempt), pulls dump.rdb
-#                                 and users.acl, and seeds a multi-part AOF whose base is the
-#                                 snapshot (with appendonly yes the server loads the AOF and would
-#                                 ignore dump.rdb). dump.rdb stays: startup compares its offset.
+#                                 a data directory holding anything but lost+found, pulls
+#                                 dump.rdb and users.acl into a staging directory, seeds a
+#                                 multi-part AOF whose base is the snapshot (with appendonly yes
+#                                 the server loads the AOF and would ignore dump.rdb) and moves
+#                                 them in; dump.rdb stays: startup compares its offset. The
+#                                 staging directory goes last, so while it exists what the data
+#                                 directory holds of those names is an interrupted attempt's, which
+#                                 the Job's retry (KubeBlocks' backoffLimit) replaces.
 #   restore.sh post-ready SECONDS postReady, exec'd in each restored data pod: succeeds once the
 #                                 sentinels agree on a master (the coordinator registers the
 #                                 restored master on the fresh sentinels); at most SECONDS.
@@ -24,10 +27,14 @@ prepare_data() {
   DATASAFED_BACKEND_BASE_PATH=$DP_BACKUP_BASE_PATH
   export PATH DATASAFED_BACKEND_BASE_PATH
   staging=$DATA_DIR/.valkey-restore
+  interrupted=false
+  [ -d "$staging" ] && interrupted=true
   for entry in "$DATA_DIR"/* "$DATA_DIR"/.[!.]* "$DATA_DIR"/..?*; do
     [ -e "$entry" ] || [ -L "$entry" ] || continue
     case ${entry##*/} in
       lost+found | .valkey-restore) ;;
+      dump.rdb | users.acl | appendonlydir) [ "$interrupted" = true ] ||
+        die "the data directory is not empty (${entry##*/}): refusing to restore over it" ;;
       *) die "the data directory is not empty (${entry##*/}): refusing to restore over it" ;;
     esac
   done
@@ -46,9 +53,12 @@ prepare_data() {
   printf 'file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n' \
     >"$aof/appendonly.aof.manifest"
   sync
+  # An interrupted attempt's files, if any, then ours; the staging directory last.
   for entry in "$staging"/*; do
+    rm -rf "${DATA_DIR:?}/${entry##*/}"
     mv "$entry" "$DATA_DIR/"
   done
+  sync
   rmdir "$staging"
   sync
   printf 'restore.sh: restored dump.rdb%s into %s\n' \

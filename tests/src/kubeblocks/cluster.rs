@@ -1174,19 +1174,8 @@ impl KubeCluster {
                 });
             }
             self.delete_pod(component, ordinal).await?;
-            let pod = self.pod_name(component, ordinal);
-            let pvc_root = self.root.join("pvc");
-            let c = self.component_mut(component)?;
-            c.replicas = ordinal;
-            c.labels.remove(&pod);
-            for claim in c.spec["volumeClaimTemplates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-            {
-                let name = claim["name"].as_str().unwrap_or_default();
-                let _ = fs::remove_dir_all(pvc_root.join(format!("{name}-{pod}")));
-            }
+            self.delete_volumes(component, ordinal)?;
+            self.component_mut(component)?.replicas = ordinal;
         }
         Ok(())
     }
@@ -1292,18 +1281,7 @@ impl KubeCluster {
     /// again; `startup` makes it a replica that syncs from scratch.
     pub async fn rebuild(&mut self, component: &str, ordinal: usize) -> Result<(), KubeError> {
         self.delete_pod(component, ordinal).await?;
-        let pod = self.pod_name(component, ordinal);
-        let pvc_root = self.root.join("pvc");
-        let c = self.component_mut(component)?;
-        c.labels.remove(&pod);
-        for claim in c.spec["volumeClaimTemplates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let name = claim["name"].as_str().unwrap_or_default();
-            let _ = fs::remove_dir_all(pvc_root.join(format!("{name}-{pod}")));
-        }
+        self.delete_volumes(component, ordinal)?;
         self.create_pod(component, ordinal).await?;
         self.wait_ready(component, ordinal).await
     }
@@ -1472,6 +1450,23 @@ impl KubeCluster {
             .as_u64()
             .unwrap_or(0);
         tokio::time::sleep(Duration::from_secs(seconds)).await;
+        Ok(())
+    }
+
+    /// Deletes a deleted pod's PVCs (scale-in, rebuild) and forgets its role label.
+    fn delete_volumes(&mut self, component: &str, ordinal: usize) -> Result<(), KubeError> {
+        let pod = self.pod_name(component, ordinal);
+        let pvc_root = self.root.join("pvc");
+        let c = self.component_mut(component)?;
+        c.labels.remove(&pod);
+        for claim in c.spec["volumeClaimTemplates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = claim["name"].as_str().unwrap_or_default();
+            let _ = fs::remove_dir_all(pvc_root.join(format!("{name}-{pod}")));
+        }
         Ok(())
     }
 

@@ -360,7 +360,10 @@ impl KubeCluster {
         if source["kind"].as_str() != Some("Backup")
             || source["apiGroup"].as_str() != Some("dataprotection.kubeblocks.io")
             || source["name"].as_str() != Some(backup.name.as_str())
-            || source["namespace"].as_str().unwrap_or(&cluster.spec.namespace) != backup.namespace
+            || source["namespace"]
+                .as_str()
+                .unwrap_or(&cluster.spec.namespace)
+                != backup.namespace
         {
             return Err(KubeError::Manifest(format!(
                 "Cluster {}: spec.restore.source {source} is not Backup {}/{}",
@@ -395,20 +398,23 @@ impl KubeCluster {
                 cluster.create_pods(&component, 0..replicas).await?;
                 continue;
             }
-            let parallel = cluster.component(&component)?.definition["spec"]
-                ["podManagementPolicy"]
+            let parallel = cluster.component(&component)?.definition["spec"]["podManagementPolicy"]
                 .as_str()
                 == Some("Parallel");
             if parallel {
                 // Every pod is created at once; each stays Pending until its volume is
                 // prepared (one after the other here, as Serial would; Parallel only overlaps).
                 for ordinal in 0..replicas {
-                    cluster.restore_prepare_data(&component, ordinal, backup).await?;
+                    cluster
+                        .restore_prepare_data(&component, ordinal, backup)
+                        .await?;
                 }
                 cluster.create_pods(&component, 0..replicas).await?;
             } else {
                 for ordinal in 0..replicas {
-                    cluster.restore_prepare_data(&component, ordinal, backup).await?;
+                    cluster
+                        .restore_prepare_data(&component, ordinal, backup)
+                        .await?;
                     cluster
                         .create_pods(&component, ordinal..ordinal + 1)
                         .await?;
@@ -488,12 +494,7 @@ impl KubeCluster {
 
         let facts = self.facts(component, &format!("{job}-pod"), Ipv4Addr::LOCALHOST)?;
         let secrets = |name: &str, key: &str| self.secret(name, key);
-        let env = pod::container_env(
-            &BTreeMap::new(),
-            &Value::Array(entries),
-            &facts,
-            &secrets,
-        )?;
+        let env = pod::container_env(&BTreeMap::new(), &Value::Array(entries), &facts, &secrets)?;
         let paths = PathMap::new(mounts);
         let argv = pod::argv(prepare, &env, &paths);
         let image = pod::expand(prepare["image"].as_str().unwrap_or_default(), &env);
@@ -609,7 +610,9 @@ impl KubeCluster {
                 .filter_map(Value::as_str)
                 .collect();
             let Some((component, c)) = self.components.iter().find(|(_, c)| {
-                let def = c.definition["metadata"]["name"].as_str().unwrap_or_default();
+                let def = c.definition["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default();
                 patterns.iter().any(|p| version_matches(def, p))
             }) else {
                 continue;
@@ -624,7 +627,10 @@ impl KubeCluster {
             };
             let action_set = self
                 .manifests
-                .get("ActionSet", method["actionSetName"].as_str().unwrap_or_default())?
+                .get(
+                    "ActionSet",
+                    method["actionSetName"].as_str().unwrap_or_default(),
+                )?
                 .clone();
             // resolveBackupMethodEnv: a value, or the versionMapping's value for the
             // component's serviceVersion (an entry that maps nothing is left out).
@@ -761,9 +767,11 @@ impl KubeCluster {
                 .unwrap_or_default()
                 .to_owned(),
         };
-        let env = pod.env.get(&container).cloned().ok_or_else(|| {
-            KubeError::Pod(format!("{}: no container {container}", pod.name))
-        })?;
+        let env = pod
+            .env
+            .get(&container)
+            .cloned()
+            .ok_or_else(|| KubeError::Pod(format!("{}: no container {container}", pod.name)))?;
         let spec = self.container_spec(component, &container)?;
         let volumes = self.volume_dirs(component, &pod.name)?;
         let paths = self.paths_of(component, &spec, &volumes);
@@ -816,10 +824,7 @@ impl KubeCluster {
 
         // The target pod's first container's env, vars first; then the DP_* variables, the
         // ActionSet's env, the KubeBlocks cluster variables; the method's env merged last.
-        let mut entries: Vec<Value> = container["env"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let mut entries: Vec<Value> = container["env"].as_array().cloned().unwrap_or_default();
         entries.extend([
             env_value("DP_BACKUP_NAME", job.backup),
             env_value("DP_TARGET_POD_NAME", &target),
@@ -967,7 +972,10 @@ impl KubeCluster {
         let file = job.job_root.join("kubeblocks-backup.json");
         fs::write(&file, object.to_string()).map_err(|e| KubeError::io(&file, e))?;
         let env: BTreeMap<String, String> = [
-            ("DATASAFED_LOCAL_BACKEND_PATH", job.repo.to_string_lossy().into_owned()),
+            (
+                "DATASAFED_LOCAL_BACKEND_PATH",
+                job.repo.to_string_lossy().into_owned(),
+            ),
             ("DATASAFED_BACKEND_BASE_PATH", job.path.to_owned()),
         ]
         .into_iter()
@@ -1079,7 +1087,10 @@ async fn run_attempts(
 /// `datasafed list -r -f /` under the base path: every object the backup holds.
 async fn datasafed_list(bin: &Path, repo: &Path, base: &str) -> Result<Vec<String>, KubeError> {
     let env: BTreeMap<String, String> = [
-        ("DATASAFED_LOCAL_BACKEND_PATH", repo.to_string_lossy().into_owned()),
+        (
+            "DATASAFED_LOCAL_BACKEND_PATH",
+            repo.to_string_lossy().into_owned(),
+        ),
         ("DATASAFED_BACKEND_BASE_PATH", base.to_owned()),
     ]
     .into_iter()
@@ -1125,7 +1136,10 @@ fn cluster_uid(name: &str, root: &Path) -> String {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let hex = format!("{hash:016x}{:016x}", hash.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
+    let hex = format!(
+        "{hash:016x}{:016x}",
+        hash.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15
+    );
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -1265,7 +1279,9 @@ fn go_duration(text: &str) -> Option<Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
         let number: f64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let seconds = match &rest[..unit_len] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -1332,7 +1348,10 @@ mod tests {
             json!({"serviceVersions": ["^8\\.1\\.8$"], "mappedValue": "img:8.1.8"}),
             json!({"serviceVersions": ["^9\\.1\\.2$"], "mappedValue": "img:9.1.2"}),
         ];
-        assert_eq!(best_mapping(&mappings, "9.1.2").as_deref(), Some("img:9.1.2"));
+        assert_eq!(
+            best_mapping(&mappings, "9.1.2").as_deref(),
+            Some("img:9.1.2")
+        );
         assert_eq!(best_mapping(&mappings, "7.2.0"), None);
     }
 
@@ -1343,6 +1362,9 @@ mod tests {
         assert_eq!(go_duration("10x"), None);
         assert_eq!(parent_path("/demo/kb-u/valkey/b1"), "/demo/kb-u/valkey");
         assert_eq!(parent_path("/b1"), "/");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00Z"
+        );
     }
 }
