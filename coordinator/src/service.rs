@@ -18,6 +18,7 @@ pub mod links;
 pub mod metrics;
 pub mod owner;
 pub mod registry;
+pub mod roles;
 pub mod server;
 
 use tokio::net::TcpListener;
@@ -222,6 +223,20 @@ async fn start_with(
     let origin = follow(&config.upstream, &registry, &tracker, shutdown.clone());
     let upstream = &config.upstream;
     if let Some(heal_config) = config.heal {
+        let data_credentials =
+            heal_config
+                .data_password
+                .clone()
+                .map(|password| crate::sentinel::conn::Credentials {
+                    user: heal_config.data_user.clone(),
+                    password,
+                });
+        tracker.spawn(roles::run(
+            heal_config.data_pods.clone(),
+            data_credentials,
+            Arc::clone(&registry),
+            shutdown.clone(),
+        ));
         let heal_config = Arc::new(heal_config);
         let context = HealContext {
             sentinel_credentials: upstream.credentials.clone(),

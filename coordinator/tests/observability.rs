@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::service::metrics;
-use valkey_coordinator::service::registry::{NameState, Registry};
+use valkey_coordinator::service::registry::{NameState, ObservedRole, Registry};
 use valkey_coordinator::verdict::{
     Agreement, MonotonicTime, SentinelId, SentinelReport, SentinelView, Verdict,
 };
@@ -43,6 +43,7 @@ const REQUIRED_ALERTS: &[&str] = &[
     "ValkeySentinelHealFailed",
     "ValkeySentinelUnreachable",
     "ValkeyCoordinatorsDisagree",
+    "ValkeyTwoMasters",
 ];
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -197,8 +198,8 @@ async fn live_metrics() -> String {
 }
 
 /// The same renderer over a registry in the states a lone coordinator without sentinels never
-/// reaches (an agreed master, sentinels that answer, heals): the label names of families that
-/// have no sample live.
+/// reaches (an agreed master, sentinels that answer, heals, data pods asked their role): the
+/// label names of families that have no sample live.
 fn busy_exposition() -> Exposition {
     let registry = Registry::new(&["mycluster-valkey".to_owned()], 3);
     let voter = |n: u8| {
@@ -237,6 +238,15 @@ fn busy_exposition() -> Exposition {
         .insert(voter(3), SentinelView::Unmonitored { observed_at: now });
     registry.publish(state);
     registry.update_link(&voter(1), |link| link.connected = true);
+    // Each data pod's answer to ROLE (live, `serve` has no --data-pod, so the family has no
+    // sample).
+    for (pod, role) in [
+        ("10.1.0.2:6379", ObservedRole::Master),
+        ("10.1.0.3:6379", ObservedRole::Replica),
+        ("10.1.0.4:6379", ObservedRole::Unreachable),
+    ] {
+        registry.set_pod_role(&pod.parse::<Addr>().expect("literal"), role);
+    }
     let stats = registry.stats();
     stats.count_heal("unmonitored", "ok");
     stats.count_command("ping");

@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::service::registry::{LATENCY_BUCKETS_SECONDS, Registry};
+use crate::service::registry::{LATENCY_BUCKETS_SECONDS, ObservedRole, Registry};
 use crate::verdict::{SentinelView, Verdict};
 
 /// The most a request head may be; scrapers send a few hundred bytes.
@@ -341,6 +341,26 @@ pub fn render(registry: &Registry) -> String {
                 "valkey_coordinator_sentinel_monitoring",
                 &[("name", &state.name), ("sentinel", &sentinel)],
                 monitoring,
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "valkey_coordinator_data_pod_role",
+        "gauge",
+        "1 for the role each configured data pod gave itself at the last ROLE (asked every 2 s; \
+         role master, replica or unreachable), 0 for the others. Two pods at master is a split \
+         brain, whatever the sentinels say.",
+    );
+    for (pod, role) in registry.pod_roles() {
+        let pod = pod.to_string();
+        for candidate in ObservedRole::ALL {
+            sample(
+                &mut out,
+                "valkey_coordinator_data_pod_role",
+                &[("data_pod", &pod), ("role", candidate.label())],
+                u8::from(candidate == role),
             );
         }
     }

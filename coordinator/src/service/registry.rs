@@ -17,6 +17,9 @@
 //!   a sequence number, so a connection that moves from one tap to the other can tell which
 //!   messages it already delivered.
 //!
+//! - Each data pod's own word on its role is written by the one roles task (see `roles`) and
+//!   read by the metrics endpoint only: the verdict never looks at it.
+//!
 //! Names are fixed at start-up (they come from configuration), so the map of slots is built once
 //! and never locked.
 
@@ -133,6 +136,29 @@ pub struct LinkStatus {
     pub last_poll_ok: Option<SystemTime>,
 }
 
+/// What a data pod answered to `ROLE` the last time it was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObservedRole {
+    Master,
+    Replica,
+    /// No answer within the ask's cap, or an answer that is not a role.
+    Unreachable,
+}
+
+impl ObservedRole {
+    /// Every role, in the order the metrics list them.
+    pub const ALL: [ObservedRole; 3] = [Self::Master, Self::Replica, Self::Unreachable];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Master => "master",
+            Self::Replica => "replica",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
 struct Slot {
     current: ArcSwap<NameState>,
     changes: watch::Sender<Arc<NameState>>,
@@ -149,6 +175,7 @@ pub struct Registry {
     /// The last sequence number sent; held while sending so both taps see one order.
     tap_seq: std::sync::Mutex<u64>,
     links: DashMap<SentinelId, LinkStatus>,
+    pod_roles: DashMap<crate::addr::Addr, ObservedRole>,
     stats: Stats,
 }
 
@@ -182,6 +209,7 @@ impl Registry {
             switch_tap,
             tap_seq: std::sync::Mutex::new(0),
             links: DashMap::new(),
+            pod_roles: DashMap::new(),
             stats: Stats::default(),
         }
     }
@@ -260,6 +288,22 @@ impl Registry {
     pub fn update_link(&self, sentinel: &SentinelId, update: impl FnOnce(&mut LinkStatus)) {
         let mut entry = self.links.entry(sentinel.clone()).or_default();
         update(entry.value_mut());
+    }
+
+    /// Records what a data pod answered to `ROLE` (the roles task only).
+    pub fn set_pod_role(&self, pod: &crate::addr::Addr, role: ObservedRole) {
+        self.pod_roles.insert(pod.clone(), role);
+    }
+
+    /// Every data pod's last answer, sorted by pod, copied out.
+    pub fn pod_roles(&self) -> Vec<(crate::addr::Addr, ObservedRole)> {
+        let mut all: Vec<_> = self
+            .pod_roles
+            .iter()
+            .map(|entry| (entry.key().clone(), *entry.value()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Every link's health, sorted by sentinel, copied out (no guard escapes).
