@@ -431,8 +431,29 @@ impl KubeCluster {
             }
             env_of.insert(container, exec.env);
         }
+        // A component with `disableExporter` loses the container its definition names as the
+        // exporter (KubeBlocks' transformer_component_monitor.go), and a pod must keep one.
+        let removed_exporter = {
+            let c = self.component(component)?;
+            (c.spec["disableExporter"].as_bool() == Some(true))
+                .then(|| c.definition["spec"]["exporter"]["containerName"].as_str())
+                .flatten()
+                .map(str::to_owned)
+        };
+        let kept: Vec<&Value> = runtime["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|spec| spec["name"].as_str() != removed_exporter.as_deref())
+            .collect();
+        if kept.is_empty() {
+            return Err(KubeError::Pod(format!(
+                "{name} has no container left (disableExporter removed {removed_exporter:?}); \
+                 the API server rejects it: spec.containers: Required value"
+            )));
+        }
         let mut containers = Vec::new();
-        for spec in runtime["containers"].as_array().into_iter().flatten() {
+        for spec in kept {
             let container = spec["name"].as_str().unwrap_or_default().to_owned();
             let (exec, path) = self.exec_for(component, spec, &vars, &facts, &volumes)?;
             let log = self.log_path(&name, &container);
