@@ -38,12 +38,14 @@ fn coordinator_credentials(cluster: &KubeCluster) -> Option<Credentials> {
         .map(Credentials::password)
 }
 
-/// What the coordinator answers for the master name.
-async fn coordinator_master(cluster: &KubeCluster) -> Option<SocketAddr> {
-    let addr = cluster.pod_addr(COORDINATOR, 0).expect("a coordinator");
-    let mut client = Client::connect(addr, coordinator_credentials(cluster).as_ref())
-        .await
-        .ok()?;
+/// What a sentinel (or a coordinator) at `addr` answers to `GET-MASTER-ADDR-BY-NAME` for the
+/// cluster's master name; `None` for no answer or no master.
+async fn master_named_by(
+    cluster: &KubeCluster,
+    addr: SocketAddr,
+    credentials: Option<&Credentials>,
+) -> Option<SocketAddr> {
+    let mut client = Client::connect(addr, credentials).await.ok()?;
     let reply = client
         .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &master_name(cluster)])
         .await
@@ -54,6 +56,12 @@ async fn coordinator_master(cluster: &KubeCluster) -> Option<SocketAddr> {
     let host = valkey_lab::replies::text(items.first()?)?;
     let port = valkey_lab::replies::text(items.get(1)?)?;
     format!("{host}:{port}").parse().ok()
+}
+
+/// What the coordinator answers for the master name.
+async fn coordinator_master(cluster: &KubeCluster) -> Option<SocketAddr> {
+    let addr = cluster.pod_addr(COORDINATOR, 0).expect("a coordinator");
+    master_named_by(cluster, addr, coordinator_credentials(cluster).as_ref()).await
 }
 
 /// Waits until the coordinator serves data pod `ordinal` as master.
@@ -104,20 +112,7 @@ async fn wait_sentinels_monitor(cluster: &KubeCluster, ordinal: usize) {
     for j in cluster.ordinals(SENTINEL) {
         let addr = cluster.pod_addr(SENTINEL, j).expect("a sentinel");
         loop {
-            let named = async {
-                let mut client = Client::connect(addr, credentials.as_ref()).await.ok()?;
-                let reply = client
-                    .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", &master_name(cluster)])
-                    .await
-                    .ok()?;
-                let valkey_lab::Frame::Array(items) = reply else {
-                    return None;
-                };
-                let host = valkey_lab::replies::text(items.first()?)?;
-                let port = valkey_lab::replies::text(items.get(1)?)?;
-                format!("{host}:{port}").parse::<SocketAddr>().ok()
-            }
-            .await;
+            let named = master_named_by(cluster, addr, credentials.as_ref()).await;
             if named == Some(expected) {
                 break;
             }

@@ -1742,7 +1742,8 @@ fn sha256_hex(bytes: &[u8]) -> Result<String, KubeError> {
         .to_owned())
 }
 
-fn append_log(log: &Path, action: &str, outcome: &Outcome) {
+/// Appends an action's outcome to its log file, for the failure report.
+pub(super) fn append_log(log: &Path, action: &str, outcome: &Outcome) {
     use std::io::Write;
     if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(log) {
         let _ = writeln!(

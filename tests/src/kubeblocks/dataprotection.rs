@@ -84,7 +84,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use super::KubeError;
-use super::cluster::{ClusterSpec, KubeCluster};
+use super::cluster::{ClusterSpec, KubeCluster, append_log};
 use super::pod::{self, Exec, Outcome, PathMap};
 
 /// Where KubeBlocks mounts the pieces of a data protection Job.
@@ -1304,20 +1304,6 @@ fn rfc3339(at: SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-fn append_log(log: &Path, action: &str, outcome: &Outcome) {
-    use std::io::Write;
-    if let Ok(mut file) = fs::OpenOptions::new().create(true).append(true).open(log) {
-        let _ = writeln!(
-            file,
-            "--- {action}: exit {:?} in {:?}\nstdout: {}\nstderr: {}",
-            outcome.code,
-            outcome.took,
-            outcome.stdout.trim(),
-            outcome.stderr.trim()
-        );
-    }
 }
 
 #[cfg(test)]
