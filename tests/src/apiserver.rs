@@ -344,17 +344,7 @@ async fn run(mut command: Command, line: &str) -> Result<String, ToolError> {
         .output()
         .await
         .map_err(|e| ToolError::io(format!("running {line}"), e))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        Err(ToolError::Failed {
-            command: line.to_string(),
-            status: output.status.to_string(),
-            output: format!("{stdout}{stderr}").trim_end().to_string(),
-        })
-    }
+    crate::helm::captured(line, output)
 }
 
 async fn openssl(dir: &Path, args: &[&str]) -> Result<String, ToolError> {

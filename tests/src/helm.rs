@@ -314,6 +314,12 @@ pub(crate) fn run_captured(mut command: Command, line: &str) -> Result<String, T
     let output = command
         .output()
         .map_err(|e| ToolError::io(format!("running {line}"), e))?;
+    captured(line, output)
+}
+
+/// A finished command's stdout when it exited 0, else a [`ToolError::Failed`] with all it
+/// printed (for the blocking and the async runners alike).
+pub(crate) fn captured(line: &str, output: std::process::Output) -> Result<String, ToolError> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if output.status.success() {
         Ok(stdout)

@@ -158,17 +158,22 @@ impl KubeCluster {
             let replicas = cluster.component(&component)?.replicas;
             cluster.create_pods(&component, 0..replicas).await?;
         }
-        for component in cluster.provision_order.clone() {
-            if cluster
+        cluster.post_provision().await?;
+        Ok(cluster)
+    }
+
+    /// Each component's postProvision, in provision order, once its pods run.
+    pub(super) async fn post_provision(&mut self) -> Result<(), KubeError> {
+        for component in self.provision_order.clone() {
+            if self
                 .definition_action(&component, "postProvision")
                 .is_some()
             {
-                cluster
-                    .call_with_retries(&component, "postProvision", BTreeMap::new())
+                self.call_with_retries(&component, "postProvision", BTreeMap::new())
                     .await?;
             }
         }
-        Ok(cluster)
+        Ok(())
     }
 
     /// Renders the charts and reads the Cluster without starting anything.

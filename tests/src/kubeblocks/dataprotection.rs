@@ -419,16 +419,7 @@ impl KubeCluster {
                 }
             }
         }
-        for component in cluster.provision_order.clone() {
-            if cluster
-                .definition_action(&component, "postProvision")
-                .is_some()
-            {
-                cluster
-                    .call_with_retries(&component, "postProvision", BTreeMap::new())
-                    .await?;
-            }
-        }
+        cluster.post_provision().await?;
         for component in &restored {
             cluster.restore_post_ready(component, backup).await?;
         }
