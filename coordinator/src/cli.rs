@@ -14,11 +14,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::addr::{Addr, RunId};
 use crate::lifecycle::{self, Budget, Target};
 use crate::secret::{self, Secret, SecretError};
-use crate::sentinel::conn::Credentials;
+use crate::sentinel::conn::{Access, Credentials};
 use crate::service::heal::{self, HealConfig, plan::ExplicitSettings};
 use crate::service::links::{self, UpstreamConfig};
 use crate::service::server::{self, Permissions, ServerConfig, Users};
 use crate::service::{self, ServiceConfig};
+use crate::tls::{self, ClientAuth, ClientFiles, ClientTls, KeyPair, ServerFiles, ServerTls};
 use crate::verdict;
 
 /// Where clients reach the coordinator unless told otherwise: the sentinel port, so a client
@@ -165,6 +166,172 @@ pub struct ActionArgs {
 
     #[command(flatten)]
     pub credentials: CredentialArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS towards sentinels, data pods and coordinators, as `serve` and every action take it.
+/// Certificate names are checked, always: there is no flag to skip verification.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Speak TLS on every link: to the sentinels, the data pods and the coordinators, and for
+    /// `serve` to its clients. Never falls back to plaintext.
+    #[arg(long, env = "VALKEY_COORDINATOR_TLS", help_heading = "TLS")]
+    pub tls: bool,
+
+    /// The CA bundle every peer's certificate must chain to (needed with --tls).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_TLS_CA_CERT_FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// This process's certificate chain: what `serve` presents to its clients, and what every
+    /// link presents to a server that asks for a client certificate, unless
+    /// --tls-client-cert-file is given (as Valkey's `tls-cert-file`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_TLS_CERT_FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-cert-file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_TLS_KEY_FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// The certificate presented to servers that ask for one, when it differs from
+    /// --tls-cert-file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_TLS_CLIENT_CERT_FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_client_cert_file: Option<PathBuf>,
+
+    /// The private key of --tls-client-cert-file.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "VALKEY_COORDINATOR_TLS_CLIENT_KEY_FILE",
+        help_heading = "TLS"
+    )]
+    pub tls_client_key_file: Option<PathBuf>,
+
+    /// The name every peer's certificate is checked for, instead of the address dialled: for
+    /// certificates that carry a service name but not the pods' IPs.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "VALKEY_COORDINATOR_TLS_SERVER_NAME",
+        help_heading = "TLS"
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+impl TlsArgs {
+    /// A certificate and its key, both given or neither.
+    fn pair(
+        cert: &Option<PathBuf>,
+        key: &Option<PathBuf>,
+        flags: (&'static str, &'static str),
+    ) -> Result<Option<KeyPair>, ConfigError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(KeyPair {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(ConfigError::TlsFlag(flags.0, flags.1)),
+            (None, Some(_)) => Err(ConfigError::TlsFlag(flags.1, flags.0)),
+        }
+    }
+
+    /// The client side, loaded; `None` without --tls. A TLS file flag without --tls is an
+    /// error rather than a silent plaintext run.
+    pub fn client(&self) -> Result<Option<ClientTls>, ConfigError> {
+        if !self.tls {
+            let given = [
+                &self.tls_ca_cert_file,
+                &self.tls_cert_file,
+                &self.tls_key_file,
+                &self.tls_client_cert_file,
+                &self.tls_client_key_file,
+            ];
+            if given.iter().any(|file| file.is_some()) || self.tls_server_name.is_some() {
+                return Err(ConfigError::TlsOff);
+            }
+            return Ok(None);
+        }
+        let ca = self
+            .tls_ca_cert_file
+            .clone()
+            .ok_or(ConfigError::TlsFlag("tls", "tls-ca-cert-file"))?;
+        let own = Self::pair(
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            ("tls-cert-file", "tls-key-file"),
+        )?;
+        let client = Self::pair(
+            &self.tls_client_cert_file,
+            &self.tls_client_key_file,
+            ("tls-client-cert-file", "tls-client-key-file"),
+        )?;
+        Ok(Some(ClientTls::load(ClientFiles {
+            ca,
+            identity: client.or(own),
+            server_name: self.tls_server_name.clone(),
+        })?))
+    }
+
+    /// The server side of `serve`, loaded; `None` without --tls.
+    pub fn server(&self, auth: ClientAuth) -> Result<Option<ServerTls>, ConfigError> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let identity = Self::pair(
+            &self.tls_cert_file,
+            &self.tls_key_file,
+            ("tls-cert-file", "tls-key-file"),
+        )?
+        .ok_or(ConfigError::TlsFlag("tls", "tls-cert-file"))?;
+        Ok(Some(ServerTls::load(ServerFiles {
+            identity,
+            ca: self.tls_ca_cert_file.clone(),
+            auth,
+        })?))
+    }
+}
+
+/// `--tls-auth-clients`, as Valkey's `tls-auth-clients`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsAuthClients {
+    /// A client certificate chaining to the CA is required.
+    Yes,
+    /// A client certificate is verified when one is presented.
+    Optional,
+    /// No client certificate is asked for.
+    No,
+}
+
+impl From<TlsAuthClients> for ClientAuth {
+    fn from(value: TlsAuthClients) -> Self {
+        match value {
+            TlsAuthClients::Yes => ClientAuth::Required,
+            TlsAuthClients::Optional => ClientAuth::Optional,
+            TlsAuthClients::No => ClientAuth::Off,
+        }
+    }
 }
 
 /// The credentials an action may need, as `serve` takes them.
@@ -313,10 +480,9 @@ pub struct AccountArgs {
 impl AccountArgs {
     /// The account, its password loaded.
     pub fn account(&self) -> Result<lifecycle::account::Account, ConfigError> {
-        let inline = std::env::var("VALKEY_COORDINATOR_ACCOUNT_PASSWORD").ok();
-        let password = secret::inline_or_file(
+        let password = env_or_file(
             "the account password",
-            inline.as_deref().filter(|password| !password.is_empty()),
+            "VALKEY_COORDINATOR_ACCOUNT_PASSWORD",
             self.password_file.as_deref(),
         )?;
         let change = lifecycle::account::plan(&self.statement)
@@ -372,10 +538,7 @@ impl ActionArgs {
             return Err(ConfigError::Zero("timeout-ms"));
         }
         let credentials = self.credentials;
-        let load = |what: &'static str, env: &str, file: Option<&std::path::Path>| {
-            let inline = std::env::var(env).ok();
-            secret::inline_or_file(what, inline.as_deref(), file)
-        };
+        let load = env_or_file;
         let sentinel = load(
             "the sentinel password",
             "VALKEY_COORDINATOR_SENTINEL_PASSWORD",
@@ -394,14 +557,30 @@ impl ActionArgs {
         let with_user = |user: Option<String>, password: Option<Secret>| {
             password.map(|password| Credentials { user, password })
         };
+        let tls = self.tls.client()?;
+        let access = |credentials| Access {
+            credentials,
+            tls: tls.clone(),
+        };
         let mut target = Target::new(self.master_name, self.sentinels, self.data_pods);
         target.pod = self.pod;
         target.coordinators = self.coordinators;
-        target.sentinel_credentials = with_user(credentials.sentinel_user, sentinel);
-        target.data_credentials = with_user(credentials.data_user, data);
-        target.coordinator_credentials = with_user(credentials.coordinator_user, coordinator);
+        target.sentinel_access = access(with_user(credentials.sentinel_user, sentinel));
+        target.data_access = access(with_user(credentials.data_user, data));
+        target.coordinator_access = access(with_user(credentials.coordinator_user, coordinator));
         Ok((target, Budget::new(Duration::from_millis(self.timeout_ms))))
     }
+}
+
+/// A password from its environment variable or its file (never from the command line, which
+/// every local user can read); an empty variable counts as unset.
+fn env_or_file(
+    what: &'static str,
+    env: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Secret>, SecretError> {
+    let inline = std::env::var(env).ok().filter(|value| !value.is_empty());
+    secret::inline_or_file(what, inline.as_deref(), file)
 }
 
 /// The `demo` flags.
@@ -509,17 +688,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "HEX40", env = "VALKEY_COORDINATOR_MY_ID")]
     pub my_id: Option<String>,
 
-    /// The default user's password for clients. Prefer --requirepass-file or the environment:
-    /// command lines are visible to every local user.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "VALKEY_COORDINATOR_REQUIREPASS",
-        hide_env_values = true
-    )]
-    pub requirepass: Option<String>,
-
-    /// A file holding the default user's password (one trailing newline is ignored).
+    /// A file holding the default user's password, for clients (or VALKEY_COORDINATOR_REQUIREPASS;
+    /// never on the command line; one trailing newline is ignored).
     #[arg(long, value_name = "PATH", env = "VALKEY_COORDINATOR_REQUIREPASS_FILE")]
     pub requirepass_file: Option<PathBuf>,
 
@@ -538,22 +708,43 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME", env = "VALKEY_COORDINATOR_SENTINEL_USER")]
     pub sentinel_user: Option<String>,
 
-    /// The password for the sentinels. Prefer --sentinel-password-file or the environment.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "VALKEY_COORDINATOR_SENTINEL_PASSWORD",
-        hide_env_values = true
-    )]
-    pub sentinel_password: Option<String>,
-
-    /// A file holding the sentinels' password.
+    /// A file holding the sentinels' password (or VALKEY_COORDINATOR_SENTINEL_PASSWORD).
     #[arg(
         long,
         value_name = "PATH",
         env = "VALKEY_COORDINATOR_SENTINEL_PASSWORD_FILE"
     )]
     pub sentinel_password_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
+    /// With --tls: whether clients must present a certificate chaining to
+    /// --tls-ca-cert-file (Valkey's `tls-auth-clients`).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = TlsAuthClients::Yes,
+        env = "VALKEY_COORDINATOR_TLS_AUTH_CLIENTS",
+        help_heading = "TLS"
+    )]
+    pub tls_auth_clients: TlsAuthClients,
+
+    /// With --tls: a second client port speaking plaintext, IP[:PORT], only when asked for
+    /// (clients that cannot speak TLS, on a trusted network).
+    #[arg(
+        long,
+        value_name = "IP[:PORT]",
+        value_parser = client_listen,
+        env = "VALKEY_COORDINATOR_PLAINTEXT_LISTEN",
+        help_heading = "TLS"
+    )]
+    pub plaintext_listen: Option<SocketAddr>,
+
+    /// How often the TLS files are checked for a rotation, in milliseconds (SIGHUP checks at
+    /// once); new connections use a rotated certificate, established ones keep theirs.
+    #[arg(long, value_name = "MS", default_value_t = duration_ms(service::DEFAULT_TLS_RELOAD), env = "VALKEY_COORDINATOR_TLS_RELOAD_MS", help_heading = "TLS")]
+    pub tls_reload_ms: u64,
 
     /// Where Prometheus scrapes `GET /metrics` (and probes `/healthz`, `/readyz`), IP[:PORT]
     /// (port 9121 when absent); no metrics endpoint when absent.
@@ -654,18 +845,8 @@ pub struct ServeArgs {
     )]
     pub data_user: Option<String>,
 
-    /// The password sentinels use for the data pods (`auth-pass`). Prefer
-    /// --data-password-file or the environment.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "VALKEY_COORDINATOR_DATA_PASSWORD",
-        hide_env_values = true,
-        help_heading = "Healing"
-    )]
-    pub data_password: Option<String>,
-
-    /// A file holding the data pods' password.
+    /// A file holding the password sentinels use for the data pods, `auth-pass` (or
+    /// VALKEY_COORDINATOR_DATA_PASSWORD).
     #[arg(
         long,
         value_name = "PATH",
@@ -758,7 +939,7 @@ impl std::str::FromStr for UserSpec {
             return Err("expected NAME:PRESET:PASSWORD_FILE".to_owned());
         }
         if name == server::auth::DEFAULT_USER {
-            return Err("the default user's password is --requirepass".to_owned());
+            return Err("the default user's password is --requirepass-file".to_owned());
         }
         let permissions = match preset {
             "client" => Permissions::SentinelClient,
@@ -786,6 +967,12 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("{0}")]
     Account(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("--{0} needs --{1}")]
+    TlsFlag(&'static str, &'static str),
+    #[error("TLS files are given but --tls is not: refusing to run in plaintext")]
+    TlsOff,
 }
 
 impl ServeArgs {
@@ -797,6 +984,7 @@ impl ServeArgs {
             ("query-timeout-ms", self.query_timeout_ms),
             ("idle-timeout-ms", self.idle_timeout_ms),
             ("max-clients", self.max_clients as u64),
+            ("tls-reload-ms", self.tls_reload_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -812,9 +1000,9 @@ impl ServeArgs {
         };
 
         let mut users = Users::default();
-        if let Some(password) = secret::inline_or_file(
-            "--requirepass",
-            self.requirepass.as_deref(),
+        if let Some(password) = env_or_file(
+            "the clients' password",
+            "VALKEY_COORDINATOR_REQUIREPASS",
             self.requirepass_file.as_deref(),
         )? {
             users.requirepass = Some(server::Password::new(password.expose()));
@@ -824,9 +1012,9 @@ impl ServeArgs {
             users = users.with_user(user.name, password.expose(), user.permissions);
         }
 
-        let sentinel_password = secret::inline_or_file(
-            "--sentinel-password",
-            self.sentinel_password.as_deref(),
+        let sentinel_password = env_or_file(
+            "the sentinel password",
+            "VALKEY_COORDINATOR_SENTINEL_PASSWORD",
             self.sentinel_password_file.as_deref(),
         )?;
         let credentials = sentinel_password.map(|password| Credentials {
@@ -834,8 +1022,16 @@ impl ServeArgs {
             password,
         });
 
+        let client_tls = self.tls.client()?;
+        let listen_tls = self.tls.server(self.tls_auth_clients.into())?;
+        if self.plaintext_listen.is_some() && listen_tls.is_none() {
+            return Err(ConfigError::TlsFlag("plaintext-listen", "tls"));
+        }
         let mut upstream = UpstreamConfig::new(self.sentinels, self.master_names);
-        upstream.credentials = credentials;
+        upstream.access = Access {
+            credentials,
+            tls: client_tls.clone(),
+        };
         upstream.freshness = Duration::from_millis(self.freshness_ms);
         upstream.poll_interval = Duration::from_millis(self.poll_interval_ms);
         upstream.query_timeout = Duration::from_millis(self.query_timeout_ms);
@@ -843,9 +1039,9 @@ impl ServeArgs {
         let heal = if self.no_heal {
             None
         } else {
-            let data_password = secret::inline_or_file(
-                "--data-password",
-                self.data_password.as_deref(),
+            let data_password = env_or_file(
+                "the data pods' password",
+                "VALKEY_COORDINATOR_DATA_PASSWORD",
                 self.data_password_file.as_deref(),
             )?;
             if data_password
@@ -888,10 +1084,17 @@ impl ServeArgs {
         server.announce = self.announce;
         server.max_clients = self.max_clients;
         server.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
+        server.master_access = Access {
+            credentials: None,
+            tls: client_tls,
+        };
 
         Ok(ServiceConfig {
             listen: self.listen,
             metrics_listen: self.metrics_listen,
+            listen_tls,
+            plaintext_listen: self.plaintext_listen,
+            tls_reload: Duration::from_millis(self.tls_reload_ms),
             upstream,
             server,
             heal,
@@ -942,6 +1145,60 @@ mod tests {
                 arg.get_id()
             );
         }
+    }
+
+    fn serve_config(extra: &[&str]) -> Result<ServiceConfig, ConfigError> {
+        let mut argv = vec![
+            "valkey-coordinator",
+            "serve",
+            "--master-name",
+            "mymaster",
+            "--sentinel",
+            "127.0.0.1",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).expect("the flags parse");
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve")
+        };
+        serve.into_config()
+    }
+
+    #[test]
+    fn tls_flags_without_tls_or_without_their_partner_are_refused_rather_than_run_in_plaintext() {
+        let refused = |extra: &[&str], expected: &str| {
+            let error = serve_config(extra).expect_err("refused");
+            assert!(error.to_string().contains(expected), "{error}");
+        };
+        refused(
+            &["--tls-ca-cert-file", "/ca.crt"],
+            "refusing to run in plaintext",
+        );
+        refused(
+            &["--tls-server-name", "valkey"],
+            "refusing to run in plaintext",
+        );
+        refused(&["--tls"], "--tls needs --tls-ca-cert-file");
+        refused(
+            &[
+                "--tls",
+                "--tls-ca-cert-file",
+                "/ca.crt",
+                "--tls-cert-file",
+                "/tls.crt",
+            ],
+            "--tls-cert-file needs --tls-key-file",
+        );
+        refused(
+            &["--plaintext-listen", "127.0.0.1:26380"],
+            "--plaintext-listen needs --tls",
+        );
+        // Every flag parsed: what remains is the file that is not there, named.
+        refused(
+            &["--tls", "--tls-ca-cert-file", "/nonexistent/ca.crt"],
+            "/nonexistent/ca.crt",
+        );
+        assert!(serve_config(&[]).is_ok(), "plaintext stays the default");
     }
 
     #[test]

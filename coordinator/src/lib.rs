@@ -10,4 +10,5 @@ pub mod lifecycle;
 pub mod secret;
 pub mod sentinel;
 pub mod service;
+pub mod tls;
 pub mod verdict;

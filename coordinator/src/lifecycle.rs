@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::addr::{Addr, PodAliases, PodId};
-use crate::sentinel::conn::Credentials;
+use crate::sentinel::conn::Access;
 
 /// An action's budget when `--timeout-ms` is not given: below kbagent's 30 s default timeout,
 /// with room for the process to start and print.
@@ -54,9 +54,9 @@ pub struct Target {
     pub pod: Option<Addr>,
     /// Coordinators asked before the sentinels.
     pub coordinators: Vec<Addr>,
-    pub sentinel_credentials: Option<Credentials>,
-    pub data_credentials: Option<Credentials>,
-    pub coordinator_credentials: Option<Credentials>,
+    pub sentinel_access: Access,
+    pub data_access: Access,
+    pub coordinator_access: Access,
     /// Address forms that stand for the same pod; every data pod stands for itself.
     pub aliases: PodAliases,
 }
@@ -70,9 +70,9 @@ impl Target {
             data_pods: Vec::new(),
             pod: None,
             coordinators: Vec::new(),
-            sentinel_credentials: None,
-            data_credentials: None,
-            coordinator_credentials: None,
+            sentinel_access: Access::default(),
+            data_access: Access::default(),
+            coordinator_access: Access::default(),
             aliases: PodAliases::new(),
         };
         target.set_data_pods(data_pods);

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::addr::{Addr, RunId};
+use crate::tls::{ClientTls, ServerTls};
 use crate::verdict::SentinelId;
 
 use heal::{HealConfig, HealContext};
@@ -38,6 +39,9 @@ use server::ServerConfig;
 
 /// How long a graceful shutdown may take before the remaining tasks are abandoned.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the TLS files are compared with what was loaded: a rotated certificate is in use
+/// for new connections within this.
+pub const DEFAULT_TLS_RELOAD: Duration = Duration::from_secs(2);
 
 /// Everything the service needs, as the command line or a test builds it.
 #[derive(Debug, Clone)]
@@ -46,6 +50,13 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Where `GET /metrics` is served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// TLS on `listen`; plaintext when `None`.
+    pub listen_tls: Option<ServerTls>,
+    /// A second, plaintext client port, only when asked for (with `listen_tls`).
+    pub plaintext_listen: Option<SocketAddr>,
+    /// How often the TLS files (server side and the shared client side in
+    /// `upstream.access.tls`) are checked for a rotation.
+    pub tls_reload: Duration,
     pub upstream: UpstreamConfig,
     pub server: ServerConfig,
     /// Sentinel healing; `None` turns it off. Off in [`ServiceConfig::new`] so that a library
@@ -63,6 +74,9 @@ impl ServiceConfig {
         Self {
             listen,
             metrics_listen: None,
+            listen_tls: None,
+            plaintext_listen: None,
+            tls_reload: DEFAULT_TLS_RELOAD,
             upstream: UpstreamConfig::new(sentinels, names),
             server: ServerConfig::new(RunId::random().as_str()),
             heal: None,
@@ -100,6 +114,8 @@ pub struct RunningService {
     pub listen_addr: SocketAddr,
     /// Where metrics are scraped, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// The plaintext client port, when one was asked for beside a TLS one.
+    pub plaintext_addr: Option<SocketAddr>,
     /// The published state, for tests that want to wait on a verdict.
     pub registry: Arc<Registry>,
     shutdown: CancellationToken,
@@ -184,6 +200,23 @@ async fn start_with(
             addr: config.listen,
             source,
         })?;
+    let mut listeners = vec![server::Listener {
+        tcp: listener,
+        tls: config.listen_tls.clone(),
+    }];
+    let plaintext_addr = match config.plaintext_listen {
+        Some(addr) => {
+            let tcp = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServiceError::BindClients { addr, source })?;
+            let bound = tcp
+                .local_addr()
+                .map_err(|source| ServiceError::BindClients { addr, source })?;
+            listeners.push(server::Listener::plain(tcp));
+            Some(bound)
+        }
+        None => None,
+    };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
             TcpListener::bind(addr)
@@ -223,23 +256,19 @@ async fn start_with(
     let origin = follow(&config.upstream, &registry, &tracker, shutdown.clone());
     let upstream = &config.upstream;
     if let Some(heal_config) = config.heal {
-        let data_credentials =
-            heal_config
-                .data_password
-                .clone()
-                .map(|password| crate::sentinel::conn::Credentials {
-                    user: heal_config.data_user.clone(),
-                    password,
-                });
+        let data_access = upstream
+            .access
+            .with_credentials(heal_config.data_credentials());
         tracker.spawn(roles::run(
             heal_config.data_pods.clone(),
-            data_credentials,
+            data_access.clone(),
             Arc::clone(&registry),
             shutdown.clone(),
         ));
         let heal_config = Arc::new(heal_config);
         let context = HealContext {
-            sentinel_credentials: upstream.credentials.clone(),
+            sentinel_access: upstream.access.clone(),
+            data_access,
             freshness: upstream.freshness,
             aliases: upstream.aliases.clone(),
             origin,
@@ -260,12 +289,22 @@ async fn start_with(
         let server_config = Arc::new(config.server);
         tracker.spawn(async move {
             if let Err(error) =
-                server::run(listener, server_config, registry, shutdown.clone()).await
+                server::run(listeners, server_config, registry, shutdown.clone()).await
             {
                 tracing::error!(%error, "client server failed; stopping the service");
                 shutdown.cancel();
             }
         });
+    }
+    let client_tls = config.upstream.access.tls.clone();
+    if config.listen_tls.is_some() || client_tls.is_some() {
+        tracker.spawn(reload_tls(
+            config.listen_tls.clone(),
+            client_tls,
+            config.tls_reload,
+            Arc::clone(&registry),
+            shutdown.clone(),
+        ));
     }
     if let Some(listener) = metrics_listener {
         tracker.spawn(metrics::serve(
@@ -278,11 +317,66 @@ async fn start_with(
     Ok(RunningService {
         listen_addr,
         metrics_addr,
+        plaintext_addr,
         registry,
         shutdown,
         tracker,
         grace: config.shutdown_grace,
     })
+}
+
+/// Checks the TLS files every `every` (and at once on SIGHUP) and swaps in what changed; a
+/// failed load keeps the old certificates, says why once per distinct cause and counts it.
+async fn reload_tls(
+    server: Option<ServerTls>,
+    client: Option<ClientTls>,
+    every: Duration,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error: Option<String> = None;
+    loop {
+        #[cfg(unix)]
+        let hangup_signal = async {
+            match hangup.as_mut() {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup_signal = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = hangup_signal => {}
+        }
+        let outcomes = [
+            ("server", server.as_ref().map(ServerTls::reload)),
+            ("client", client.as_ref().map(ClientTls::reload)),
+        ];
+        for (side, outcome) in outcomes {
+            match outcome {
+                None | Some(Ok(false)) => {}
+                Some(Ok(true)) => {
+                    tracing::info!(side, "TLS certificates reloaded");
+                    registry.stats().count_tls_reload("ok");
+                    last_error = None;
+                }
+                Some(Err(error)) => {
+                    let error = error.to_string();
+                    if last_error.as_deref() != Some(error.as_str()) {
+                        tracing::warn!(side, %error, "TLS reload failed; keeping the loaded certificates");
+                    }
+                    registry.stats().count_tls_reload("failed");
+                    last_error = Some(error);
+                }
+            }
+        }
+    }
 }
 
 /// A list as one log field: comma-separated display forms, so a JSON log line carries a plain

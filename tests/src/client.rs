@@ -5,8 +5,20 @@
 //! hang forever). Framing is the protocol crate's [`ReplyCodec`] (RESP2, with its limit scanner),
 //! so the lab reads replies exactly as the coordinator's upstream links do, and typed replies come
 //! from the protocol crate's [`FromReply`] readers ([`Client::call_typed`]).
+//!
+//! Under the codec is a [`Transport`]: plaintext TCP, or TLS over TCP (tokio-rustls on ring) for
+//! a TLS lab. The connect timeout covers the TLS handshake too: a SIGSTOPped pod completes the
+//! TCP handshake in the kernel and would then never answer the ClientHello.
 
-use std::{fmt::Write as _, net::SocketAddr, time::Duration};
+use std::{
+    fmt::Write as _,
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::BytesMut;
 use sentinel_protocol::{
@@ -15,7 +27,12 @@ use sentinel_protocol::{
     role::Role,
     sentinel::{FromReply, ReplyError},
 };
-use tokio::{io::AsyncWriteExt, net::TcpStream, time::timeout};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf},
+    net::TcpStream,
+    time::timeout,
+};
+use tokio_rustls::{TlsConnector, client::TlsStream, rustls::ClientConfig};
 use tokio_util::codec::Framed;
 
 use crate::error::{LabError, Result};
@@ -53,11 +70,107 @@ impl Credentials {
     }
 }
 
+/// How a [`Client`] reaches its peer. A lab is plaintext or TLS throughout, so one transport
+/// serves its data pods and sentinels alike (credentials differ per role; see `Lab::client`).
+#[derive(Clone, Default)]
+pub enum Transport {
+    /// Plaintext TCP.
+    #[default]
+    Plain,
+    /// TLS with this config (see `tls::client_config`). The peer is verified against the IP
+    /// dialled, as a client given a pod's address would: lab certificates carry their pod's IP.
+    Tls(Arc<ClientConfig>),
+}
+
+impl std::fmt::Debug for Transport {
+    /// Just the kind: a `ClientConfig` dump would bury whatever printed it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Plain => "Plain",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+impl Transport {
+    /// Connects and, for TLS, completes the handshake, all within `limit`.
+    async fn open(&self, addr: SocketAddr, limit: Duration) -> Result<Stream> {
+        let failed = |source| LabError::Connect { addr, source };
+        let attempt = async {
+            let tcp = TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            match self {
+                Transport::Plain => Ok(Stream::Plain(tcp)),
+                Transport::Tls(config) => {
+                    let connector = TlsConnector::from(config.clone());
+                    let tls = connector.connect(addr.ip().into(), tcp).await?;
+                    Ok(Stream::Tls(Box::new(tls)))
+                }
+            }
+        };
+        match timeout(limit, attempt).await {
+            Ok(result) => result.map_err(failed),
+            Err(_) => Err(failed(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))),
+        }
+    }
+}
+
+/// The connection under the codec: one enum rather than a type parameter, so [`Client`] stays a
+/// single type for every caller.
+#[derive(Debug)]
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// One connection to a Valkey server or sentinel.
 #[derive(Debug)]
 pub struct Client {
     addr: SocketAddr,
-    framed: Framed<TcpStream, ReplyCodec>,
+    framed: Framed<Stream, ReplyCodec>,
     timeout: Duration,
     /// Set after a timeout or I/O error: a reply may still be in flight, so the next read could
     /// pair a command with an earlier command's reply. Every later call fails instead.
@@ -65,28 +178,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects (and authenticates if `credentials` is given) with [`DEFAULT_TIMEOUT`].
+    /// Connects over plaintext TCP (and authenticates if `credentials` is given) with
+    /// [`DEFAULT_TIMEOUT`].
     pub async fn connect(addr: SocketAddr, credentials: Option<&Credentials>) -> Result<Self> {
-        Self::connect_with_timeout(addr, credentials, DEFAULT_TIMEOUT).await
+        Self::connect_over(addr, &Transport::Plain, credentials, DEFAULT_TIMEOUT).await
     }
 
-    /// Connects with a timeout that also applies to every later command.
+    /// Connects over plaintext TCP with a timeout that also applies to every later command.
     pub async fn connect_with_timeout(
         addr: SocketAddr,
         credentials: Option<&Credentials>,
         limit: Duration,
     ) -> Result<Self> {
-        let stream = match timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(source)) => return Err(LabError::Connect { addr, source }),
-            Err(_) => {
-                return Err(LabError::Connect {
-                    addr,
-                    source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
-                });
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        Self::connect_over(addr, &Transport::Plain, credentials, limit).await
+    }
+
+    /// Connects over `transport` with a timeout that covers the TCP connect and the TLS
+    /// handshake together, and then every later command.
+    pub async fn connect_over(
+        addr: SocketAddr,
+        transport: &Transport,
+        credentials: Option<&Credentials>,
+        limit: Duration,
+    ) -> Result<Self> {
+        let stream = transport.open(addr, limit).await?;
         let mut client = Client {
             addr,
             framed: Framed::new(stream, ReplyCodec::new()),
@@ -140,7 +255,12 @@ impl Client {
         self.check_usable()?;
         let mut buf = BytesMut::new();
         encode_command(args, &mut buf);
-        let write = self.framed.get_mut().write_all(&buf);
+        // The flush matters under TLS: it pushes out the records the write left buffered.
+        let stream = self.framed.get_mut();
+        let write = async {
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
         let result = match timeout(self.timeout, write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.lost(e.into())),

@@ -4,8 +4,15 @@
 //! persists), so the lab does the same: a data pod's `valkey.conf` is rewritten from the lab's
 //! spec plus its start role; a sentinel's `sentinel.conf` lives in its own directory (the
 //! "emptyDir"), rendered once and then owned by the sentinel, which rewrites it.
+//!
+//! A TLS lab is TLS-only: `port 0` closes the plaintext listener and the standard port becomes
+//! `tls-port`; `tls-replication yes` makes every outgoing link TLS (a replica's link to its
+//! master; a sentinel's links to data pods and to other sentinels), and `tls-auth-clients yes`
+//! requires a certificate from every client, peers included.
 
 use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
+
+use crate::tls::TlsFiles;
 
 /// Sentinel timings per master; short by default so failovers take seconds.
 ///
@@ -98,6 +105,7 @@ pub(crate) struct DataConfig<'a> {
     pub role: StartRole,
     pub auth: Option<&'a AuthSpec>,
     pub rdb: bool,
+    pub tls: Option<&'a TlsFiles>,
     pub extra: &'a [String],
 }
 
@@ -106,7 +114,7 @@ pub(crate) fn render_data(c: &DataConfig<'_>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# rendered by valkey-lab");
     let _ = writeln!(s, "bind {ip}");
-    let _ = writeln!(s, "port {}", c.addr.port());
+    listen_lines(&mut s, c.addr.port(), c.tls);
     // Without these three every pod announces 127.0.0.1 and they all collide.
     let _ = writeln!(s, "replica-announce-ip {ip}");
     let _ = writeln!(s, "bind-source-addr {ip}");
@@ -170,6 +178,7 @@ pub(crate) struct SentinelConfig<'a> {
     pub dir: &'a Path,
     pub monitor: Option<Monitor<'a>>,
     pub auth: Option<&'a AuthSpec>,
+    pub tls: Option<&'a TlsFiles>,
     pub extra: &'a [String],
 }
 
@@ -178,7 +187,7 @@ pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# rendered by valkey-lab");
     let _ = writeln!(s, "bind {ip}");
-    let _ = writeln!(s, "port {}", c.addr.port());
+    listen_lines(&mut s, c.addr.port(), c.tls);
     let _ = writeln!(s, "bind-source-addr {ip}");
     let _ = writeln!(s, "sentinel announce-ip {ip}");
     let _ = writeln!(s, "protected-mode no");
@@ -199,6 +208,34 @@ pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
         let _ = writeln!(s, "{line}");
     }
     s
+}
+
+/// The listener: plaintext on `port`, or TLS only on `port` with the pod's volume (data pods and
+/// sentinels alike).
+fn listen_lines(s: &mut String, port: u16, tls: Option<&TlsFiles>) {
+    let Some(files) = tls else {
+        let _ = writeln!(s, "port {port}");
+        return;
+    };
+    let _ = writeln!(s, "port 0");
+    let _ = writeln!(s, "tls-port {port}");
+    let _ = writeln!(
+        s,
+        "tls-cert-file {}",
+        conf_arg(&files.cert.display().to_string())
+    );
+    let _ = writeln!(
+        s,
+        "tls-key-file {}",
+        conf_arg(&files.key.display().to_string())
+    );
+    let _ = writeln!(
+        s,
+        "tls-ca-cert-file {}",
+        conf_arg(&files.ca.display().to_string())
+    );
+    let _ = writeln!(s, "tls-replication yes");
+    let _ = writeln!(s, "tls-auth-clients yes");
 }
 
 /// One argument of a config line, quoted the way Valkey's config parser reads it back when it
@@ -282,6 +319,7 @@ mod tests {
             role: StartRole::ReplicaOf(master),
             auth: None,
             rdb: false,
+            tls: None,
             extra: &[],
         });
         for line in [
@@ -310,6 +348,7 @@ mod tests {
             role: StartRole::Included,
             auth: None,
             rdb: false,
+            tls: None,
             extra: &["maxmemory 1mb".to_string()],
         });
         assert_eq!(text.lines().last(), Some("include /tmp/x/startup.conf"));
@@ -330,6 +369,7 @@ mod tests {
                 timings: &timings,
             }),
             auth: Some(&auth),
+            tls: None,
             extra: &[],
         });
         for line in [
@@ -365,8 +405,43 @@ mod tests {
             dir: Path::new("/tmp/s"),
             monitor: None,
             auth: None,
+            tls: None,
             extra: &[],
         });
         assert!(!text.contains("monitor"), "{text}");
+    }
+
+    #[test]
+    fn a_tls_pod_listens_on_the_standard_port_with_tls_only() {
+        let files = TlsFiles {
+            dir: "/lab/tls/valkey-0".into(),
+            ca: "/lab/tls/valkey-0/ca.crt".into(),
+            cert: "/lab/tls/valkey-0/tls.crt".into(),
+            key: "/lab/tls/valkey-0/tls.key".into(),
+        };
+        let text = render_data(&DataConfig {
+            addr: "127.0.42.10:6379".parse().unwrap(),
+            dir: Path::new("/tmp/x"),
+            role: StartRole::Master,
+            auth: None,
+            rdb: false,
+            tls: Some(&files),
+            extra: &[],
+        });
+        for line in [
+            "port 0",
+            "tls-port 6379",
+            "tls-cert-file /lab/tls/valkey-0/tls.crt",
+            "tls-key-file /lab/tls/valkey-0/tls.key",
+            "tls-ca-cert-file /lab/tls/valkey-0/ca.crt",
+            "tls-replication yes",
+            "tls-auth-clients yes",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(!text.lines().any(|l| l == "port 6379"), "{text}");
     }
 }

@@ -20,6 +20,22 @@ pub enum LabError {
         path: PathBuf,
     },
 
+    /// A TLS lab was asked of a build compiled without TLS.
+    #[error("valkey {version} is built without TLS; a TLS lab needs one of ValkeyVersion::TLS")]
+    NoTlsSupport {
+        /// The version asked for.
+        version: ValkeyVersion,
+    },
+
+    /// Generating, writing or loading TLS material failed.
+    #[error("{context}: {reason}")]
+    Tls {
+        /// What the lab was doing.
+        context: String,
+        /// The TLS library's error.
+        reason: String,
+    },
+
     /// Every block 127.0.10.0/24 ..= 127.0.249.0/24 is locked by another lab or has bound ports.
     #[error("no free loopback address block (127.0.10-249.x are all locked or in use)")]
     NoFreeBlock,
@@ -52,7 +68,7 @@ pub enum LabError {
         pod: String,
     },
 
-    /// TCP connect failed.
+    /// TCP connect (or, in a TLS lab, the TLS handshake) failed.
     #[error("{addr}: connect failed: {source}")]
     Connect {
         /// The address dialled.

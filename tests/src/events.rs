@@ -18,7 +18,7 @@ use tokio::{sync::broadcast, sync::watch, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    client::{Client, Credentials},
+    client::{Client, Credentials, DEFAULT_TIMEOUT, Transport},
     error::{LabError, Result},
     lab::Lab,
 };
@@ -76,12 +76,18 @@ impl std::fmt::Debug for EventLog {
 impl EventLog {
     /// Subscribes to every sentinel of `lab` and returns once all subscriptions are confirmed.
     pub async fn start(lab: &Lab) -> Result<Self> {
-        Self::start_on(lab.sentinel_addrs(), lab.sentinel_credentials()).await
+        Self::start_on(
+            lab.sentinel_addrs(),
+            lab.transport().clone(),
+            lab.sentinel_credentials(),
+        )
+        .await
     }
 
-    /// Subscribes to the given sentinels.
+    /// Subscribes to the given sentinels over `transport`.
     pub async fn start_on(
         sentinels: Vec<SocketAddr>,
+        transport: Transport,
         credentials: Option<Credentials>,
     ) -> Result<Self> {
         let (count, _) = watch::channel(0);
@@ -96,7 +102,9 @@ impl EventLog {
         for (j, addr) in sentinels.iter().copied().enumerate() {
             // The first subscription must succeed (or the caller would miss events it thinks it
             // watches); reconnects after that are best effort.
-            let mut client = Client::connect(addr, credentials.as_ref()).await?;
+            let mut client =
+                Client::connect_over(addr, &transport, credentials.as_ref(), DEFAULT_TIMEOUT)
+                    .await?;
             client.send(&["PSUBSCRIBE", "*"]).await?;
             let reply = client.next().await?;
             let confirmed = reply
@@ -114,6 +122,7 @@ impl EventLog {
             tasks.push(tokio::spawn(subscriber(
                 j,
                 addr,
+                transport.clone(),
                 credentials.clone(),
                 Some(client),
                 shared.clone(),
@@ -249,6 +258,7 @@ impl Drop for EventLog {
 async fn subscriber(
     sentinel: usize,
     addr: SocketAddr,
+    transport: Transport,
     credentials: Option<Credentials>,
     mut client: Option<Client>,
     shared: Arc<Shared>,
@@ -259,7 +269,13 @@ async fn subscriber(
             Some(c) => c,
             None => {
                 let attempt = async {
-                    let mut c = Client::connect(addr, credentials.as_ref()).await?;
+                    let mut c = Client::connect_over(
+                        addr,
+                        &transport,
+                        credentials.as_ref(),
+                        DEFAULT_TIMEOUT,
+                    )
+                    .await?;
                     c.send(&["PSUBSCRIBE", "*"]).await?;
                     Ok::<_, LabError>(c)
                 };

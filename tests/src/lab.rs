@@ -4,7 +4,7 @@ use std::{
     fmt,
     fs::{self, OpenOptions},
     io::Write as _,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::atomic::{AtomicBool, Ordering},
@@ -18,11 +18,12 @@ use sentinel_protocol::{
 };
 
 use crate::{
-    client::{Client, Credentials},
+    client::{Client, Credentials, DEFAULT_TIMEOUT, Transport},
     config::{self, AuthSpec, DataConfig, Monitor, SentinelConfig, SentinelTimings, StartRole},
     error::{LabError, Result},
-    layout::{AddressBlock, MAX_DATA_PODS, MAX_SENTINELS},
+    layout::{AddressBlock, MAX_DATA_PODS, MAX_SENTINELS, SPARE_IPS},
     process::{self, Signal},
+    tls::{self, LabTls, TlsFiles},
     version::ValkeyVersion,
     wait::POLL_EVERY,
 };
@@ -33,7 +34,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
 /// What to build. Defaults: 3 data pods, 3 sentinels, master name `mymaster`, quorum 2, short
-/// sentinel timings, no auth, no RDB.
+/// sentinel timings, no auth, no RDB, plaintext.
 #[derive(Debug, Clone)]
 pub struct LabSpec {
     /// Valkey build for every process.
@@ -52,6 +53,10 @@ pub struct LabSpec {
     pub auth: Option<AuthSpec>,
     /// Keep RDB snapshots on (`save` rules) instead of `save ""`.
     pub rdb: bool,
+    /// TLS only: every pod and sentinel listens with TLS on its standard port and nothing else,
+    /// links between them are TLS, and every client needs a certificate of the lab's CA (see
+    /// [`crate::tls`] for the certificates and [`crate::config`] for the lines).
+    pub tls: bool,
     /// Extra lines appended to every data pod's config.
     pub data_config: Vec<String>,
     /// Extra lines appended to every sentinel's initial config.
@@ -74,6 +79,7 @@ impl LabSpec {
             timings: SentinelTimings::default(),
             auth: None,
             rdb: false,
+            tls: false,
             data_config: Vec::new(),
             sentinel_config: Vec::new(),
             fresh: false,
@@ -117,12 +123,24 @@ impl LabSpec {
         self
     }
 
+    /// Turns TLS-only mode on (see [`LabSpec::tls`]); the version must be one of
+    /// [`ValkeyVersion::TLS`].
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
     /// Starts the processes and returns once each answers `PING`. Replication and sentinel
     /// discovery take a moment more: call [`Lab::wait_formed`] before relying on them.
     pub async fn start(self) -> Result<Lab> {
         assert!(self.data_pods >= 1 && self.data_pods <= MAX_DATA_PODS);
         assert!(self.sentinels <= MAX_SENTINELS);
         let binary = self.version.server_binary()?;
+        if self.tls && !self.version.has_tls() {
+            return Err(LabError::NoTlsSupport {
+                version: self.version,
+            });
+        }
         let block = AddressBlock::claim(self.data_pods, self.sentinels)?;
         let root = std::env::temp_dir().join(format!(
             "valkey-lab-{}-{}",
@@ -153,12 +171,23 @@ impl LabSpec {
             fs::create_dir_all(&pod.dir)
                 .map_err(|e| LabError::io(format!("creating {}", pod.dir.display()), e))?;
         }
-        let sentinels = (0..self.sentinels)
+        let sentinels: Vec<Pod> = (0..self.sentinels)
             .map(|j| {
                 let id = PodId::Sentinel(j);
                 Pod::new(id, block.sentinel_addr(j), &root, StartRole::Master)
             })
             .collect();
+        let tls = if self.tls {
+            Some(issue_tls(&root, &block, data.iter().chain(&sentinels))?)
+        } else {
+            None
+        };
+        let transport = match tls.as_ref().and_then(|t| t.volume(tls::CLIENT)) {
+            Some(client) => {
+                Transport::Tls(tls::client_config(&client.ca, Some(&client.identity()))?)
+            }
+            None => Transport::Plain,
+        };
         let mut lab = Lab {
             spec: self,
             block,
@@ -166,6 +195,8 @@ impl LabSpec {
             binary,
             data,
             sentinels,
+            tls,
+            transport,
             aux: Vec::new(),
             failed: AtomicBool::new(false),
         };
@@ -173,6 +204,24 @@ impl LabSpec {
         lab.note(started)?;
         Ok(lab)
     }
+}
+
+/// The lab's PKI in `<root>/tls`: a volume per pod carrying its IP, one for the client, and the
+/// negative material for every address of the block (pods and spares).
+fn issue_tls<'a>(
+    root: &Path,
+    block: &AddressBlock,
+    pods: impl Iterator<Item = &'a Pod>,
+) -> Result<LabTls> {
+    let pods: Vec<&Pod> = pods.collect();
+    let spares = (0..SPARE_IPS).map(|k| IpAddr::V4(block.spare_ip(k)));
+    let every_ip: Vec<IpAddr> = pods.iter().map(|p| p.addr.ip()).chain(spares).collect();
+    let mut tls = LabTls::generate(&root.join("tls"), &every_ip)?;
+    for pod in pods {
+        tls.issue(&pod.id.to_string(), &[pod.addr.ip()])?;
+    }
+    tls.issue(tls::CLIENT, &[])?;
+    Ok(tls)
 }
 
 /// A pod of the lab: data pod `i` or sentinel `j`.
@@ -266,6 +315,11 @@ pub struct Lab {
     binary: PathBuf,
     pub(crate) data: Vec<Pod>,
     pub(crate) sentinels: Vec<Pod>,
+    /// The PKI of a TLS lab.
+    tls: Option<LabTls>,
+    /// How the lab's own clients connect: TLS with the `client` volume's certificate, as it was
+    /// when the lab started (rotating that volume changes the files, not this).
+    transport: Transport,
     /// Other processes the test started through the lab (a coordinator, a client script).
     pub(crate) aux: Vec<AuxProcess>,
     pub(crate) failed: AtomicBool,
@@ -384,9 +438,52 @@ impl Lab {
         }
     }
 
-    /// A new authenticated connection to a pod.
+    /// A new authenticated connection to a pod, over TLS in a TLS lab.
     pub async fn client(&self, id: PodId) -> Result<Client> {
-        Client::connect(self.addr(id), self.credentials(id).as_ref()).await
+        let credentials = self.credentials(id);
+        Client::connect_over(
+            self.addr(id),
+            &self.transport,
+            credentials.as_ref(),
+            DEFAULT_TIMEOUT,
+        )
+        .await
+    }
+
+    /// How the lab's own clients connect (plaintext, or TLS with the client certificate): for a
+    /// test's own [`Client::connect_over`], [`crate::EventLog::start_on`] and the like.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Whether the lab is TLS-only.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The lab's PKI (CA, volumes, negative material), in a TLS lab.
+    pub fn tls(&self) -> Option<&LabTls> {
+        self.tls.as_ref()
+    }
+
+    /// The PKI, to issue more volumes (a coordinator's server certificate on a spare IP) or to
+    /// rotate one ([`LabTls::rotate`]). A running data pod reads rotated files only when told
+    /// (`CONFIG SET tls-cert-file <same path> ...`; Valkey 9 also has `tls-auto-reload-interval`);
+    /// a sentinel has no `CONFIG` and `SENTINEL CONFIG SET` refuses `tls-*` (8.0.1, 8.1.1 and
+    /// 9.1.2 alike), so a sentinel picks up new files only when restarted.
+    pub fn tls_mut(&mut self) -> Option<&mut LabTls> {
+        self.tls.as_mut()
+    }
+
+    /// The client volume in a TLS lab: `ca`, `cert` and `key` are what a coordinator is handed
+    /// as its CA and client certificate.
+    pub fn tls_client(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().and_then(|t| t.volume(tls::CLIENT))
+    }
+
+    /// A pod's volume in a TLS lab (what its config names).
+    pub fn tls_files(&self, id: PodId) -> Option<&TlsFiles> {
+        self.tls.as_ref().and_then(|t| t.volume(&id.to_string()))
     }
 
     pub(crate) fn pod(&self, id: PodId) -> &Pod {
@@ -674,6 +771,7 @@ impl Lab {
             dir: &pod.dir,
             monitor,
             auth: self.spec.auth.as_ref(),
+            tls: self.tls_files(pod.id),
             extra: &self.spec.sentinel_config,
         });
         let path = pod.config_path();
@@ -690,6 +788,7 @@ impl Lab {
             role: pod.role,
             auth: self.spec.auth.as_ref(),
             rdb: self.spec.rdb,
+            tls: self.tls_files(pod.id),
             extra: &self.spec.data_config,
         });
         let path = pod.config_path();
@@ -705,6 +804,7 @@ impl Lab {
             self.write_data_config(i)?;
         }
         let credentials = self.credentials(id);
+        let transport = self.transport.clone();
         let binary = self.binary.clone();
         let pod = self.pod_mut(id);
         pod.starts += 1;
@@ -748,7 +848,9 @@ impl Lab {
                 });
             }
             let attempt = async {
-                let mut client = Client::connect(addr, credentials.as_ref()).await?;
+                let mut client =
+                    Client::connect_over(addr, &transport, credentials.as_ref(), DEFAULT_TIMEOUT)
+                        .await?;
                 client.ping().await
             };
             let last = match attempt.await {

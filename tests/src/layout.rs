@@ -35,6 +35,8 @@ const LAST_BLOCK: u8 = 249;
 pub const MAX_DATA_PODS: usize = 90;
 /// Most sentinels a block can hold (host parts 100..200).
 pub const MAX_SENTINELS: usize = 100;
+/// Spare addresses of a block (host parts 200..256).
+pub const SPARE_IPS: usize = 56;
 
 /// A claimed 127.0.N.0/24. The claim lasts as long as this value (it holds the lock file open).
 #[derive(Debug)]
@@ -98,10 +100,10 @@ impl AddressBlock {
         Ipv4Addr::new(127, 0, self.n, 100 + j as u8)
     }
 
-    /// A spare IP (`k` < 56) for whatever else the test runs (a coordinator, a client's bind
-    /// address).
+    /// A spare IP (`k` < [`SPARE_IPS`]) for whatever else the test runs (a coordinator, a
+    /// client's bind address).
     pub fn spare_ip(&self, k: usize) -> Ipv4Addr {
-        assert!(k < 56, "spare index {k} out of the block");
+        assert!(k < SPARE_IPS, "spare index {k} out of the block");
         Ipv4Addr::new(127, 0, self.n, 200 + k as u8)
     }
 

@@ -21,6 +21,9 @@
 //! Conventions every scenario can rely on:
 //! * Pod `i` is `valkey-i` at `127.0.N.(10+i):6379`, sentinel `j` is `sentinel-j` at
 //!   `127.0.N.(100+j):26379`, and `127.0.N.200..` are free for the test (see [`layout`]).
+//! * A TLS lab ([`LabSpec::tls`]) keeps those ports but speaks only TLS on them, with
+//!   certificates generated for the run; every helper here ([`Lab::client`], [`EventLog`],
+//!   [`Writer`], [`RoleSampler`]) then connects with the lab's client certificate (see [`tls`]).
 //! * Pod 0 starts as master, the others as its replicas; every sentinel monitors pod 0 as
 //!   `mymaster` with quorum 2, `down-after-milliseconds` 2000 and `failover-timeout` 5000 (see
 //!   [`config::SentinelTimings`] for why not 1000).
@@ -35,7 +38,8 @@
 //! claim), [`config`] (config rendering), [`process`] (spawning and signals), [`client`] (a small
 //! RESP client), [`replies`] (reading replies), [`wait`] (deadline-bound waits), [`events`]
 //! (sentinel pub/sub), [`writer`] (acknowledged writes and loss checks), [`sampler`] (ROLE
-//! timeline and dual-master detection), [`report`] (the failure report).
+//! timeline and dual-master detection), [`report`] (the failure report), [`tls`] (a TLS lab's
+//! certificates, generated per run, and their rotation).
 
 pub mod apiserver;
 pub mod client;
@@ -50,11 +54,12 @@ pub mod process;
 pub mod replies;
 pub mod report;
 pub mod sampler;
+pub mod tls;
 pub mod version;
 pub mod wait;
 pub mod writer;
 
-pub use client::{Client, Credentials, Frame};
+pub use client::{Client, Credentials, Frame, Transport};
 pub use config::{AuthSpec, SentinelTimings, StartRole};
 pub use error::{LabError, Result};
 pub use events::{EventLog, ReceivedEvent};
@@ -62,6 +67,7 @@ pub use lab::{Lab, LabSpec, PodId, SentinelStart};
 pub use sampler::{DualMaster, RoleSampler, RoleTimeline, SampledRole};
 /// The protocol crate, whose typed replies and events the lab returns.
 pub use sentinel_protocol;
+pub use tls::{CertFiles, LabTls, NegativeTls, TlsFiles};
 pub use version::ValkeyVersion;
 pub use wait::{MasterAgreement, Probe, poll_until};
 pub use writer::{LossReport, WriteLog, WriteTarget, Writer};
@@ -91,6 +97,33 @@ macro_rules! on_every_version {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn v9_1_2() {
                     super::$scenario($crate::ValkeyVersion::V9_1_2).await;
+                }
+            }
+        )*
+    };
+}
+
+/// [`on_every_version!`] for the TLS-only suites: one test per build of
+/// [`ValkeyVersion::TLS`], named `v8_0_1`, `v8_1_1` and `v9_1_2_tls`. A build that is not
+/// installed fails its test with [`LabError::NotInstalled`]; nothing is skipped.
+#[macro_export]
+macro_rules! on_every_tls_version {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_0_1() {
+                    super::$scenario($crate::ValkeyVersion::V8_0_1).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v8_1_1() {
+                    super::$scenario($crate::ValkeyVersion::V8_1_1).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn v9_1_2_tls() {
+                    super::$scenario($crate::ValkeyVersion::V9_1_2Tls).await;
                 }
             }
         )*

@@ -17,9 +17,10 @@ impl Lab {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "===== valkey-lab report: block 127.0.{}.0/24, valkey {}, master name {:?}, dir {} =====",
+            "===== valkey-lab report: block 127.0.{}.0/24, valkey {}{}, master name {:?}, dir {} =====",
             self.block.number(),
             self.version(),
+            if self.is_tls() { " (TLS only)" } else { "" },
             self.master_name(),
             self.root.display()
         );

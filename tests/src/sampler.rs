@@ -20,7 +20,7 @@ use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    client::{Client, Credentials},
+    client::{Client, Credentials, Transport},
     lab::Lab,
 };
 
@@ -153,12 +153,18 @@ pub struct RoleSampler {
 impl RoleSampler {
     /// Samples every data pod of `lab` every [`DEFAULT_PERIOD`].
     pub fn start(lab: &Lab) -> Self {
-        Self::start_on(lab.data_addrs(), lab.data_credentials(), DEFAULT_PERIOD)
+        Self::start_on(
+            lab.data_addrs(),
+            lab.transport().clone(),
+            lab.data_credentials(),
+            DEFAULT_PERIOD,
+        )
     }
 
-    /// Samples the given pods every `period`.
+    /// Samples the given pods over `transport` every `period`.
     pub fn start_on(
         pods: Vec<SocketAddr>,
+        transport: Transport,
         credentials: Option<Credentials>,
         period: Duration,
     ) -> Self {
@@ -171,6 +177,7 @@ impl RoleSampler {
                 tokio::spawn(sample_pod(
                     pod,
                     addr,
+                    transport.clone(),
                     credentials.clone(),
                     period,
                     samples.clone(),
@@ -215,6 +222,7 @@ impl Drop for RoleSampler {
 async fn sample_pod(
     pod: usize,
     addr: SocketAddr,
+    transport: Transport,
     credentials: Option<Credentials>,
     period: Duration,
     samples: Arc<Mutex<Vec<RoleSample>>>,
@@ -231,7 +239,8 @@ async fn sample_pod(
         let probe = async {
             if conn.is_none() {
                 conn = Some(
-                    Client::connect_with_timeout(addr, credentials.as_ref(), period * 4).await?,
+                    Client::connect_over(addr, &transport, credentials.as_ref(), period * 4)
+                        .await?,
                 );
             }
             conn.as_mut().expect("connected above").role().await

@@ -1,4 +1,6 @@
-//! The three Valkey builds the labs run on, and where `tests/install-valkey.sh` puts them.
+//! The Valkey builds the labs run on, and where `tests/install-valkey.sh` puts them: three
+//! plaintext suites (8.0.1, 8.1.8, 9.1.2) and three TLS-capable builds (8.0.1, 8.1.1 and 9.1.2
+//! built with `BUILD_TLS=yes` from Debian's source packages).
 
 use std::{fmt, path::PathBuf};
 
@@ -14,24 +16,48 @@ pub enum ValkeyVersion {
     V8_1_8,
     /// `valkey-server` only, no TLS; has `SENTINEL FAILOVER ... COORDINATED`.
     V9_1_2,
+    /// `valkey-server` and `valkey-cli` with TLS, built from Debian's source package (trixie).
+    V8_1_1,
+    /// The same 9.1.2 release with TLS, built from Debian's source package (sid), installed
+    /// beside the plaintext wheel under `9.1.2-tls`.
+    V9_1_2Tls,
 }
 
 impl ValkeyVersion {
-    /// Every version, oldest first.
+    /// The builds the plaintext suites run on, oldest first.
     pub const ALL: [ValkeyVersion; 3] = [Self::V8_0_1, Self::V8_1_8, Self::V9_1_2];
 
-    /// The version string, e.g. `"9.1.2"`, which is also its directory name.
+    /// The TLS-capable builds, oldest first: what the TLS-only suites run on.
+    pub const TLS: [ValkeyVersion; 3] = [Self::V8_0_1, Self::V8_1_1, Self::V9_1_2Tls];
+
+    /// The build's name, e.g. `"9.1.2"` or `"9.1.2-tls"`, which is also its directory name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::V8_0_1 => "8.0.1",
             Self::V8_1_8 => "8.1.8",
             Self::V9_1_2 => "9.1.2",
+            Self::V8_1_1 => "8.1.1",
+            Self::V9_1_2Tls => "9.1.2-tls",
+        }
+    }
+
+    /// The release the server reports (`INFO server`'s `valkey_version`, a ComponentVersion's
+    /// service version): [`Self::as_str`] without the build's suffix.
+    pub fn release(self) -> &'static str {
+        match self {
+            Self::V9_1_2Tls => "9.1.2",
+            other => other.as_str(),
         }
     }
 
     /// Whether this build was compiled with TLS.
     pub fn has_tls(self) -> bool {
-        matches!(self, Self::V8_0_1)
+        matches!(self, Self::V8_0_1 | Self::V8_1_1 | Self::V9_1_2Tls)
+    }
+
+    /// Whether this release has `SENTINEL FAILOVER ... COORDINATED` (Valkey 9).
+    pub fn is_9(self) -> bool {
+        matches!(self, Self::V9_1_2 | Self::V9_1_2Tls)
     }
 
     /// The install root: `$VALKEY_DEPS_DIR` if set (the installer honours it too), else the
@@ -69,8 +95,11 @@ impl std::str::FromStr for ValkeyVersion {
     fn from_str(raw: &str) -> std::result::Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
+            .chain(Self::TLS)
             .find(|version| version.as_str() == raw)
-            .ok_or_else(|| format!("unknown Valkey version {raw:?} (8.0.1, 8.1.8 or 9.1.2)"))
+            .ok_or_else(|| {
+                format!("unknown Valkey build {raw:?} (8.0.1, 8.1.1, 8.1.8, 9.1.2 or 9.1.2-tls)")
+            })
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    client::{Client, Credentials, Frame},
+    client::{Client, Credentials, DEFAULT_TIMEOUT, Frame, Transport},
     error::{LabError, Result},
     lab::{Lab, PodId},
     replies::text,
@@ -114,7 +114,18 @@ impl WriteLog {
         pod: SocketAddr,
         credentials: Option<&Credentials>,
     ) -> Result<LossReport> {
-        let mut client = Client::connect(pod, credentials).await?;
+        self.check_lost_over(pod, &Transport::Plain, credentials)
+            .await
+    }
+
+    /// [`Self::check_lost`] over `transport`.
+    pub async fn check_lost_over(
+        &self,
+        pod: SocketAddr,
+        transport: &Transport,
+        credentials: Option<&Credentials>,
+    ) -> Result<LossReport> {
+        let mut client = Client::connect_over(pod, transport, credentials, DEFAULT_TIMEOUT).await?;
         let mut report = LossReport {
             pod,
             checked: self.acked.len(),
@@ -145,8 +156,13 @@ impl WriteLog {
 impl Lab {
     /// Checks `log` against what data pod `i` holds.
     pub async fn check_lost_writes(&self, log: &WriteLog, i: usize) -> Result<LossReport> {
+        let credentials = self.data_credentials();
         let result = log
-            .check_lost(self.addr(PodId::Data(i)), self.data_credentials().as_ref())
+            .check_lost_over(
+                self.addr(PodId::Data(i)),
+                self.transport(),
+                credentials.as_ref(),
+            )
             .await;
         self.note(result)
     }
@@ -169,12 +185,25 @@ impl Writer {
             credentials: lab.sentinel_credentials(),
             name: lab.master_name().to_string(),
         };
-        Self::start_with(target, lab.data_credentials(), interval, "lab:w")
+        let transport = lab.transport().clone();
+        Self::start_over(target, transport, lab.data_credentials(), interval, "lab:w")
     }
 
-    /// Writes `SET <prefix>:<n> <n>` to `target`.
+    /// Writes `SET <prefix>:<n> <n>` to `target` over plaintext TCP.
     pub fn start_with(
         target: WriteTarget,
+        credentials: Option<Credentials>,
+        interval: Option<Duration>,
+        prefix: &str,
+    ) -> Self {
+        Self::start_over(target, Transport::Plain, credentials, interval, prefix)
+    }
+
+    /// Writes `SET <prefix>:<n> <n>` to `target` over `transport`, which also carries the
+    /// questions to the sentinels of a [`WriteTarget::SentinelMaster`].
+    pub fn start_over(
+        target: WriteTarget,
+        transport: Transport,
         credentials: Option<Credentials>,
         interval: Option<Duration>,
         prefix: &str,
@@ -183,6 +212,7 @@ impl Writer {
         let stop = CancellationToken::new();
         let task = tokio::spawn(write_loop(
             target,
+            transport,
             credentials,
             interval,
             prefix.to_string(),
@@ -245,6 +275,7 @@ impl Drop for Writer {
 
 async fn write_loop(
     target: WriteTarget,
+    transport: Transport,
     credentials: Option<Credentials>,
     interval: Option<Duration>,
     prefix: String,
@@ -262,8 +293,11 @@ async fn write_loop(
         let value = n.to_string();
         let attempt = async {
             if conn.is_none() {
-                let addr = resolve(&target).await?;
-                conn = Some(Client::connect(addr, credentials.as_ref()).await?);
+                let addr = resolve(&target, &transport).await?;
+                conn = Some(
+                    Client::connect_over(addr, &transport, credentials.as_ref(), DEFAULT_TIMEOUT)
+                        .await?,
+                );
             }
             let client = conn.as_mut().expect("connected above");
             let sent = Instant::now();
@@ -316,7 +350,7 @@ async fn write_loop(
 }
 
 /// The address to write to: the fixed pod, or the one a majority of sentinels name.
-async fn resolve(target: &WriteTarget) -> Result<SocketAddr> {
+async fn resolve(target: &WriteTarget, transport: &Transport) -> Result<SocketAddr> {
     match target {
         WriteTarget::Pod(addr) => Ok(*addr),
         WriteTarget::SentinelMaster {
@@ -328,7 +362,9 @@ async fn resolve(target: &WriteTarget) -> Result<SocketAddr> {
             let mut seen = Vec::new();
             for &s in sentinels {
                 let answer = async {
-                    let mut c = Client::connect(s, credentials.as_ref()).await?;
+                    let mut c =
+                        Client::connect_over(s, transport, credentials.as_ref(), DEFAULT_TIMEOUT)
+                            .await?;
                     let frame = c
                         .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name])
                         .await?;

@@ -47,7 +47,7 @@ impl Coordinator {
         let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
         let registry = Arc::new(Registry::new(std::slice::from_ref(&name), sentinels.len()));
         let mut config = UpstreamConfig::new(sentinels, vec![name.clone()]);
-        config.credentials = lab.sentinel_credentials().map(|credentials| Credentials {
+        config.access.credentials = lab.sentinel_credentials().map(|credentials| Credentials {
             user: credentials.user,
             password: Secret::new(credentials.password),
         });
@@ -729,7 +729,7 @@ async fn password_protected_sentinels_need_the_password_and_it_never_shows() {
     let sentinels: Vec<Addr> = lab.sentinel_addrs().into_iter().map(addr).collect();
     let registry = Arc::new(Registry::new(std::slice::from_ref(&name), 3));
     let mut config = UpstreamConfig::new(sentinels, vec![name.clone()]);
-    config.credentials = Some(Credentials::password(Secret::new("not-the-password")));
+    config.access.credentials = Some(Credentials::password(Secret::new("not-the-password")));
     let tracker = TaskTracker::new();
     let shutdown = CancellationToken::new();
     service::follow(&config, &registry, &tracker, shutdown.clone());

@@ -83,7 +83,7 @@ impl Healing {
             vec![lab.master_name().to_owned()],
         );
         if let Some(password) = spec.auth.as_ref().and_then(|a| a.sentinel_password.clone()) {
-            config.upstream.credentials = Some(Credentials::password(Secret::new(password)));
+            config.upstream.access.credentials = Some(Credentials::password(Secret::new(password)));
         }
         let mut heal = HealConfig {
             explicit: ExplicitSettings {

@@ -43,7 +43,7 @@ fn target(lab: &Lab, pod: Option<usize>) -> Target {
         lab.data_addrs().into_iter().map(addr).collect(),
     );
     target.pod = pod.map(|i| addr(lab.data_addr(i)));
-    target.data_credentials = Some(Credentials::password(Secret::new(
+    target.data_access.credentials = Some(Credentials::password(Secret::new(
         AuthSpec::simple().default_password,
     )));
     target

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 
 use crate::addr::Addr;
 use crate::secret::Secret;
-use crate::sentinel::conn::{self, ConnError, Connection, Credentials, text_reply};
+use crate::sentinel::conn::{self, Access, ConnError, Connection, text_reply};
 
 use super::{ActionError, Budget, Target};
 
@@ -92,12 +92,12 @@ pub async fn run(
     }
     let mut applying = JoinSet::new();
     for pod in target.data_pods.iter().cloned() {
-        let credentials = target.data_credentials.clone();
+        let access = target.data_access.clone();
         let account = account.clone();
         let budget = *budget;
         applying.spawn(async move {
             let limit = budget.share(PER_POD);
-            let outcome = tokio::time::timeout(limit, apply(&pod, credentials.as_ref(), &account))
+            let outcome = tokio::time::timeout(limit, apply(&pod, &access, &account))
                 .await
                 .unwrap_or(Err(ConnError::Timeout(limit, "provisioning the account")));
             (pod, outcome)
@@ -131,12 +131,8 @@ pub async fn run(
 }
 
 /// One pod: the change, then `ACL SAVE` when the pod keeps an ACL file.
-async fn apply(
-    pod: &Addr,
-    credentials: Option<&Credentials>,
-    account: &Account,
-) -> Result<(), ConnError> {
-    let mut connection = conn::connect(pod, credentials).await?;
+async fn apply(pod: &Addr, access: &Access, account: &Account) -> Result<(), ConnError> {
+    let mut connection = conn::connect(pod, access).await?;
     match &account.change {
         AccountChange::Set { rules } => {
             let password = account

@@ -103,7 +103,7 @@ pub async fn survey(target: &Target, budget: &Budget) -> Survey {
     query::survey(
         &target.sentinels,
         &target.master_name,
-        target.sentinel_credentials.as_ref(),
+        &target.sentinel_access,
         budget.share(SURVEY_CAP),
     )
     .await
@@ -115,11 +115,11 @@ async fn ask_coordinators(target: &Target, budget: &Budget) -> Option<(AgreedMas
     let mut asking = tokio::task::JoinSet::new();
     for coordinator in &target.coordinators {
         let coordinator = coordinator.clone();
-        let credentials = target.coordinator_credentials.clone();
+        let access = target.coordinator_access.clone();
         let name = target.master_name.clone();
         asking.spawn(async move {
             let asked = async {
-                let mut connection = conn::connect(&coordinator, credentials.as_ref()).await?;
+                let mut connection = conn::connect(&coordinator, &access).await?;
                 let reply = connection
                     .call(&["SENTINEL", "MASTER", name.as_str()])
                     .await?;

@@ -126,7 +126,7 @@ pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError
 
 async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> {
     step(budget, STEP, format!("ROLE of {pod}"), async {
-        let mut connection = conn::connect(pod, target.data_credentials.as_ref()).await?;
+        let mut connection = conn::connect(pod, &target.data_access).await?;
         dataplane::role(&mut connection).await
     })
     .await
@@ -140,10 +140,10 @@ async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> 
 /// merely slow, and skipping it would leave it remembering the departed pod. Returns what was
 /// done, naming any sentinel that could not be reached.
 async fn reset_all(target: &Target, budget: &Budget) -> Result<String, ActionError> {
-    let credentials = target.sentinel_credentials.as_ref();
+    let access = &target.sentinel_access;
     let mut asking = tokio::task::JoinSet::new();
     for sentinel in target.sentinels.iter().cloned() {
-        let credentials = credentials.cloned();
+        let access = access.clone();
         let budget = *budget;
         let name = target.master_name.clone();
         asking.spawn(async move {
@@ -155,7 +155,7 @@ async fn reset_all(target: &Target, budget: &Budget) -> Result<String, ActionErr
                     STEP,
                     format!("SENTINEL MASTER on {sentinel}"),
                     async {
-                        let mut connection = conn::connect(&sentinel, credentials.as_ref()).await?;
+                        let mut connection = conn::connect(&sentinel, &access).await?;
                         let reply = connection
                             .call(&["SENTINEL", "MASTER", name.as_str()])
                             .await?;
@@ -187,7 +187,7 @@ async fn reset_all(target: &Target, budget: &Budget) -> Result<String, ActionErr
             budget,
             STEP,
             format!("connecting to sentinel {sentinel}"),
-            conn::connect(sentinel, credentials),
+            conn::connect(sentinel, access),
         )
         .await?;
         step(

@@ -13,7 +13,7 @@
 //! 2. Directives the pod's own scripts and actions own are never set from the template: the
 //!    start script's ports and announce address, `startup`'s `replicaof` and
 //!    `replica-priority` (a switchover's bias or an unsynced replica's 0 would otherwise be
-//!    reset mid-operation), credentials, file locations and `include`s.
+//!    reset mid-operation), access, file locations and `include`s.
 //! 3. A directive the server refuses as immutable is left for the restart KubeBlocks performs
 //!    for static parameters and reported; any other refusal fails the action (exit 1) so
 //!    KubeBlocks retries and the operator sees it.
@@ -26,7 +26,7 @@ use std::time::Duration;
 use sentinel_protocol::sentinel::Value;
 
 use crate::addr::Addr;
-use crate::sentinel::conn::{self, ConnError, Connection, Credentials, text_reply};
+use crate::sentinel::conn::{self, Access, ConnError, Connection, text_reply};
 
 use super::{ActionError, Budget, Target};
 
@@ -250,7 +250,7 @@ pub async fn run(
     budget
         .run(
             "reconfiguring the pod",
-            apply(&pod, target.data_credentials.as_ref(), &directives),
+            apply(&pod, &target.data_access, &directives),
         )
         .await?
 }
@@ -265,11 +265,11 @@ fn read_config(path: &Path) -> Result<Vec<Directive>, ActionError> {
 
 async fn apply(
     pod: &Addr,
-    credentials: Option<&Credentials>,
+    access: &Access,
     directives: &[Directive],
 ) -> Result<String, ActionError> {
     let what = || format!("reconfiguring {pod}");
-    let mut connection = conn::connect_within(pod, credentials, Duration::from_secs(2))
+    let mut connection = conn::connect_within(pod, access, Duration::from_secs(2))
         .await
         .map_err(|error| ActionError::conn(what(), error))?;
     let mut set = Vec::new();

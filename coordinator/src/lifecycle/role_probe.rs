@@ -126,7 +126,7 @@ pub async fn run(
         let raise = super::startup::raise_priority_after_sync(
             file.path,
             &pod,
-            target.data_credentials.as_ref(),
+            &target.data_access,
             file.replica_priority,
         );
         match budget.run("raising the replica's priority", raise).await {
@@ -143,8 +143,8 @@ pub async fn run(
     let agreed = knowledge.agreed();
     let names_me = agreed.is_some_and(|agreed| target.same_pod(&agreed.master, &pod));
     decide(agreed, names_me, &local).map_err(|reason| match &knowledge {
-        knowledge::Knowledge::NoQuorum { verdict, .. } => {
-            ActionError::refused(format!("{reason} ({})", verdict.reason))
+        knowledge::Knowledge::NoQuorum { verdict, survey } => {
+            ActionError::refused(format!("{reason} ({})", survey.explain(&verdict.reason)))
         }
         knowledge::Knowledge::Agreed { .. } => ActionError::refused(reason),
     })
@@ -153,7 +153,7 @@ pub async fn run(
 /// The pod's `INFO replication` role and, for a master, its run id.
 async fn local_role(target: &Target, pod: &crate::addr::Addr) -> Local {
     let asked = async {
-        let mut connection = conn::connect(pod, target.data_credentials.as_ref()).await?;
+        let mut connection = conn::connect(pod, &target.data_access).await?;
         let replication = dataplane::replication(&mut connection).await?;
         if replication.is_master() {
             let run_id = dataplane::run_id(&mut connection).await?;

@@ -80,9 +80,8 @@ use sentinel_protocol::info::InfoReplication;
 use sentinel_protocol::sentinel::Value;
 
 use crate::addr::Addr;
-use crate::sentinel::conn::{self, ConnError, Credentials};
+use crate::sentinel::conn::{self, Access, ConnError};
 use crate::sentinel::dataplane;
-use crate::sentinel::query::{Answer, Survey};
 use crate::verdict::NoQuorumReason;
 use crate::verdict::dataplane::{PodProbe, choose_master, probe_of};
 
@@ -392,7 +391,7 @@ async fn gather(target: &Target, budget: &Budget, me: usize, data_dir: &Path) ->
         },
         Knowledge::NoQuorum { verdict, survey } => match verdict.reason {
             NoQuorumReason::AllUnmonitored { .. } => Group::Unmonitored,
-            reason => Group::NoQuorum(no_quorum_reason(&reason, &survey)),
+            reason => Group::NoQuorum(survey.explain(reason)),
         },
     };
     let mut facts = Facts {
@@ -407,7 +406,7 @@ async fn gather(target: &Target, budget: &Budget, me: usize, data_dir: &Path) ->
             master,
             failover_in_progress: false,
         } if !is_me(target, me, master) => {
-            facts.agreed_master = ask(master, target.data_credentials.as_ref(), budget).await;
+            facts.agreed_master = ask(master, &target.data_access, budget).await;
         }
         Group::Unmonitored => {
             facts.pods = ask_all(target, budget, me).await;
@@ -424,29 +423,10 @@ async fn gather(target: &Target, budget: &Budget, me: usize, data_dir: &Path) ->
     facts
 }
 
-/// S4's reason, naming every sentinel that gave no answer and why, so the one failure line
-/// says which peer was not reached (a hung one, a refused password, a name that resolves
-/// nowhere).
-fn no_quorum_reason(reason: &NoQuorumReason, survey: &Survey) -> String {
-    let silent: Vec<String> = survey
-        .answers
-        .iter()
-        .filter_map(|(id, answer)| match answer {
-            Answer::Failed(error) => Some(format!("{id} ({error})")),
-            Answer::Polled(_) => None,
-        })
-        .collect();
-    if silent.is_empty() {
-        reason.to_string()
-    } else {
-        format!("{reason}; no answer from {}", silent.join(", "))
-    }
-}
-
 /// One data pod's `INFO replication`, within [`PEER_TIMEOUT`] of the budget.
-async fn ask(pod: &Addr, credentials: Option<&Credentials>, budget: &Budget) -> Peer {
+async fn ask(pod: &Addr, access: &Access, budget: &Budget) -> Peer {
     let asked = async {
-        let mut connection = conn::connect(pod, credentials).await?;
+        let mut connection = conn::connect(pod, access).await?;
         Ok::<_, ConnError>(Peer::of(&dataplane::replication(&mut connection).await?))
     };
     match tokio::time::timeout(budget.share(PEER_TIMEOUT), asked).await {
@@ -470,9 +450,9 @@ async fn ask_all(target: &Target, budget: &Budget, me: usize) -> Vec<Peer> {
         .filter(|(i, _)| *i != me)
     {
         let pod = pod.clone();
-        let credentials = target.data_credentials.clone();
+        let access = target.data_access.clone();
         let budget = *budget;
-        asking.spawn(async move { (i, ask(&pod, credentials.as_ref(), &budget).await) });
+        asking.spawn(async move { (i, ask(&pod, &access, &budget).await) });
     }
     while let Some(answer) = asking.join_next().await {
         if let Ok((i, peer)) = answer {
@@ -525,7 +505,7 @@ async fn command(
     let pod = &target.data_pods[i];
     let what = || format!("{} on {pod}", args.join(" "));
     let sent = async {
-        let mut connection = conn::connect(pod, target.data_credentials.as_ref()).await?;
+        let mut connection = conn::connect(pod, &target.data_access).await?;
         connection.call(args).await
     };
     // The rest of the budget, and a timeout that names the pod that did not answer.
@@ -670,7 +650,7 @@ const UNSYNCED_PRIORITY: &str = "replica-priority 0\n";
 pub async fn raise_priority_after_sync(
     config: &Path,
     pod: &Addr,
-    credentials: Option<&Credentials>,
+    access: &Access,
     configured: u64,
 ) -> Result<bool, ActionError> {
     let text = std::fs::read_to_string(config).map_err(|source| ActionError::Write {
@@ -681,7 +661,7 @@ pub async fn raise_priority_after_sync(
     if !written_for_replica || !text.contains(UNSYNCED_PRIORITY) || configured == 0 {
         return Ok(false);
     }
-    let raised = restore_priority(pod, credentials, configured)
+    let raised = restore_priority(pod, access, configured)
         .await
         .map_err(|source| ActionError::conn(format!("raising {pod}'s replica-priority"), source))?;
     if raised {
@@ -699,10 +679,10 @@ pub async fn raise_priority_after_sync(
 /// ([`priority_to_restore`]); whether it did. For the caller that runs after the server is up.
 pub async fn restore_priority(
     pod: &Addr,
-    credentials: Option<&Credentials>,
+    access: &Access,
     configured: u64,
 ) -> Result<bool, ConnError> {
-    let mut connection = conn::connect(pod, credentials).await?;
+    let mut connection = conn::connect(pod, access).await?;
     let info = dataplane::replication(&mut connection).await?;
     let Some(priority) = priority_to_restore(&info, configured) else {
         return Ok(false);

@@ -36,11 +36,11 @@ pub struct Status {
 pub async fn run(target: &Target, budget: &Budget) -> Status {
     let mut asking = JoinSet::new();
     for (index, pod) in target.data_pods.iter().cloned().enumerate() {
-        let credentials = target.data_credentials.clone();
+        let access = target.data_access.clone();
         let budget = *budget;
         asking.spawn(async move {
             let asked = async {
-                let mut connection = conn::connect(&pod, credentials.as_ref()).await?;
+                let mut connection = conn::connect(&pod, &access).await?;
                 dataplane::role(&mut connection).await
             };
             let role = match tokio::time::timeout(budget.share(super::POD_CAP), asked).await {
@@ -68,7 +68,7 @@ impl Status {
             Verdict::Agreed(_) => Ok(()),
             Verdict::NoQuorum(no_quorum) => Err(ActionError::refused(format!(
                 "no master is agreed: {}",
-                no_quorum.reason
+                self.survey.explain(&no_quorum.reason)
             ))),
         }
     }

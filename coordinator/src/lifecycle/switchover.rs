@@ -48,7 +48,7 @@ use sentinel_protocol::sentinel::{Flag, ReplicaRecord};
 
 use crate::addr::Addr;
 use crate::sentinel::admin::{self, FailoverMode, FailoverReply};
-use crate::sentinel::conn::{self, ConnError, Connection, Credentials};
+use crate::sentinel::conn::{self, Access, ConnError, Connection};
 use crate::sentinel::dataplane;
 use crate::sentinel::query::Survey;
 use crate::verdict::{SentinelView, Verdict};
@@ -412,20 +412,20 @@ pub(super) async fn step<T>(
 }
 
 async fn data(target: &Target, budget: &Budget, pod: &Addr) -> Result<Connection, ActionError> {
-    connection(budget, pod, target.data_credentials.as_ref(), "data pod").await
+    connection(budget, pod, &target.data_access, "data pod").await
 }
 
 async fn connection(
     budget: &Budget,
     addr: &Addr,
-    credentials: Option<&Credentials>,
+    access: &Access,
     kind: &str,
 ) -> Result<Connection, ActionError> {
     step(
         budget,
         STEP,
         format!("connecting to {kind} {addr}"),
-        conn::connect(addr, credentials),
+        conn::connect(addr, access),
     )
     .await
 }
@@ -686,7 +686,7 @@ pub(super) async fn planned_failover(
 /// connected only reads `READONLY` until it does so itself.
 async fn disconnect_old_clients(target: &Target, budget: &Budget, old: &Addr) {
     let closed = async {
-        let mut connection = conn::connect(old, target.data_credentials.as_ref()).await?;
+        let mut connection = conn::connect(old, &target.data_access).await?;
         admin::disconnect_clients(&mut connection).await
     };
     match tokio::time::timeout(budget.share(STEP), closed).await {
@@ -754,13 +754,7 @@ async fn fail_over(
         }
         budget.pause(POLL * 3).await;
     };
-    let mut sentinel = connection(
-        budget,
-        &chosen,
-        target.sentinel_credentials.as_ref(),
-        "sentinel",
-    )
-    .await?;
+    let mut sentinel = connection(budget, &chosen, &target.sentinel_access, "sentinel").await?;
     // `COORDINATED` needs the old master's part (it pauses and hands over itself): a dead old
     // master (member-leave) gets a plain failover.
     let old_answers = old_master == OldMaster::MustPause || data(target, budget, old).await.is_ok();
@@ -774,13 +768,7 @@ async fn fail_over(
         Ok(Ok(false)) => FailoverMode::Plain,
         // The probe's connection is in an unknown state: open another for the failover.
         _ => {
-            sentinel = connection(
-                budget,
-                &chosen,
-                target.sentinel_credentials.as_ref(),
-                "sentinel",
-            )
-            .await?;
+            sentinel = connection(budget, &chosen, &target.sentinel_access, "sentinel").await?;
             FailoverMode::Plain
         }
     };
@@ -975,11 +963,11 @@ pub(super) async fn confirm_single_master(
     loop {
         let mut asking = tokio::task::JoinSet::new();
         for pod in pods.iter().cloned() {
-            let credentials = target.data_credentials.clone();
+            let access = target.data_access.clone();
             let share = budget.share(STEP);
             asking.spawn(async move {
                 let asked = async {
-                    let mut connection = conn::connect(&pod, credentials.as_ref()).await?;
+                    let mut connection = conn::connect(&pod, &access).await?;
                     dataplane::role(&mut connection).await
                 };
                 let role = tokio::time::timeout(share, asked)

@@ -1,7 +1,10 @@
-//! One RESP2 connection to a sentinel or a data pod.
+//! One RESP2 connection to a sentinel, a data pod or a coordinator, plain or TLS.
 //!
-//! [`Connection`] is generic over the byte stream, so a TLS stream slots in where [`connect`]
-//! chooses the transport and nowhere else. Every reply goes through [`ReplyCodec`], whose limit
+//! [`Connection`] is generic over the byte stream; [`connect`] is the one place the transport is
+//! chosen, from the [`Access`] the caller holds for that kind of peer (its credentials and, when
+//! the group speaks TLS, the shared [`ClientTls`]). A TLS failure, in the handshake or as an alert
+//! on the first reply (a server that wants a client certificate says so only then, under TLS 1.3),
+//! is [`ConnError::Tls`], naming the peer and the cause; there is no fallback to plaintext. Every reply goes through [`ReplyCodec`], whose limit
 //! scanner guards the decoder against oversized or deeply nested frames, without `Framed`
 //! (which would need a stream-combinator crate for one `next()`).
 
@@ -14,9 +17,40 @@ use sentinel_protocol::sentinel::{ReplyError, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
+use tokio_util::either::Either;
 
 use crate::addr::{Addr, AddrError};
 use crate::secret::Secret;
+use crate::tls::{self, ClientTls, HandshakeError};
+
+/// The stream [`connect`] opens: plain TCP, or TLS over it.
+pub type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// How to reach one kind of peer (sentinels, data pods, coordinators): who to log in as, and
+/// whether to speak TLS. Cheap to clone (the TLS config is shared).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub credentials: Option<Credentials>,
+    pub tls: Option<ClientTls>,
+}
+
+impl Access {
+    /// Plain TCP with these credentials.
+    pub fn plain(credentials: Option<Credentials>) -> Self {
+        Self {
+            credentials,
+            tls: None,
+        }
+    }
+
+    /// The same transport with other credentials.
+    pub fn with_credentials(&self, credentials: Option<Credentials>) -> Self {
+        Self {
+            credentials,
+            tls: self.tls.clone(),
+        }
+    }
+}
 
 /// Who to authenticate as: `AUTH [user] password`. No user means the `default` user.
 #[derive(Clone, PartialEq, Eq)]
@@ -61,6 +95,8 @@ impl fmt::Debug for Credentials {
 pub enum ConnError {
     #[error("connect: {0}")]
     Connect(#[source] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] HandshakeError),
     #[error("timed out after {0:?} {1}")]
     Timeout(Duration, &'static str),
     #[error("connection closed by the server")]
@@ -91,11 +127,14 @@ pub enum ConnError {
 }
 
 /// One RESP2 connection over any byte stream.
-pub struct Connection<S = TcpStream> {
+pub struct Connection<S = Stream> {
     stream: S,
     codec: ReplyCodec,
     read: BytesMut,
     write: BytesMut,
+    /// For a TLS link: the peer and the name its certificate was checked for, so an alert read
+    /// later names them too.
+    tls_peer: Option<(String, String)>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -106,6 +145,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             codec: ReplyCodec::new(),
             read: BytesMut::with_capacity(16 * 1024),
             write: BytesMut::with_capacity(1024),
+            tls_peer: None,
+        }
+    }
+
+    /// An I/O error as the caller should see it: a TLS alert names the peer and the cause.
+    fn io_error(&self, error: std::io::Error) -> ConnError {
+        match &self.tls_peer {
+            Some((peer, name)) if tls::is_tls_error(&error) => ConnError::Tls(HandshakeError {
+                peer: peer.clone(),
+                name: name.clone(),
+                cause: tls::cause_of(&error),
+            }),
+            _ => ConnError::Io(error),
         }
     }
 
@@ -116,7 +168,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Writes the queued commands.
     pub async fn flush(&mut self) -> Result<(), ConnError> {
-        self.stream.write_all(&self.write).await?;
+        if let Err(error) = self.stream.write_all(&self.write).await {
+            return Err(self.io_error(error));
+        }
         self.write.clear();
         Ok(())
     }
@@ -127,8 +181,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             if let Some(frame) = self.codec.decode(&mut self.read)? {
                 return Ok(frame);
             }
-            if self.stream.read_buf(&mut self.read).await? == 0 {
-                return Err(ConnError::Closed);
+            match self.stream.read_buf(&mut self.read).await {
+                Ok(0) => return Err(ConnError::Closed),
+                Ok(_) => {}
+                Err(error) => return Err(self.io_error(error)),
             }
         }
     }
@@ -157,18 +213,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 }
 
-/// Opens a connection and authenticates if credentials are given. The one place a transport is
-/// chosen: TLS goes here.
-pub async fn connect(
-    addr: &Addr,
-    credentials: Option<&Credentials>,
-) -> Result<Connection, ConnError> {
-    let stream = TcpStream::connect((addr.host().to_string(), addr.port()))
+/// Opens a connection, with TLS when `access` says so, and authenticates when it holds
+/// credentials.
+pub async fn connect(addr: &Addr, access: &Access) -> Result<Connection, ConnError> {
+    let host = addr.host().to_string();
+    let tcp = TcpStream::connect((host.as_str(), addr.port()))
         .await
         .map_err(ConnError::Connect)?;
-    stream.set_nodelay(true).map_err(ConnError::Connect)?;
-    let mut connection = Connection::new(stream);
-    if let Some(credentials) = credentials {
+    tcp.set_nodelay(true).map_err(ConnError::Connect)?;
+    let mut connection = match &access.tls {
+        None => Connection::new(Either::Left(tcp)),
+        Some(client) => {
+            let stream = client.connect(tcp, &host, addr.port()).await?;
+            let name = client.checked_name(&host);
+            let mut connection = Connection::new(Either::Right(stream));
+            connection.tls_peer = Some((addr.to_string(), name));
+            connection
+        }
+    };
+    if let Some(credentials) = &access.credentials {
         connection.auth(credentials).await?;
     }
     Ok(connection)
@@ -177,10 +240,10 @@ pub async fn connect(
 /// [`connect`] under a deadline.
 pub async fn connect_within(
     addr: &Addr,
-    credentials: Option<&Credentials>,
+    access: &Access,
     timeout: Duration,
 ) -> Result<Connection, ConnError> {
-    tokio::time::timeout(timeout, connect(addr, credentials))
+    tokio::time::timeout(timeout, connect(addr, access))
         .await
         .unwrap_or(Err(ConnError::Timeout(timeout, "connecting")))
 }

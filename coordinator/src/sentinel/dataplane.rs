@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::addr::{Addr, RunId};
 use crate::verdict::dataplane::{PodProbe, probe_of};
 
-use super::conn::{self, ConnError, Connection, Credentials, text_reply};
+use super::conn::{self, Access, ConnError, Connection, text_reply};
 
 /// `INFO replication`, parsed.
 pub async fn replication<S: AsyncRead + AsyncWrite + Unpin>(
@@ -58,7 +58,7 @@ pub async fn role<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Connects to one data pod and reads its replication state as the data-plane choice sees it.
-pub async fn probe(pod: &Addr, credentials: Option<&Credentials>) -> Result<PodProbe, ConnError> {
-    let mut connection = conn::connect(pod, credentials).await?;
+pub async fn probe(pod: &Addr, access: &Access) -> Result<PodProbe, ConnError> {
+    let mut connection = conn::connect(pod, access).await?;
     Ok(probe_of(&replication(&mut connection).await?))
 }

@@ -21,7 +21,7 @@ use crate::verdict::{
     Verdict, VerdictInput,
 };
 
-use super::conn::{self, ConnError, Connection, Credentials};
+use super::conn::{self, Access, ConnError, Connection};
 
 /// What one poll of one name found.
 #[derive(Debug, Clone)]
@@ -209,6 +209,24 @@ impl Survey {
         verdict::decide(&self.input(), aliases)
     }
 
+    /// `reason` followed by why each silent sentinel did not answer (refused TLS, wrong
+    /// password, timed out), so an action's error line names the peers and the causes.
+    pub fn explain(&self, reason: impl std::fmt::Display) -> String {
+        let silent: Vec<String> = self
+            .answers
+            .iter()
+            .filter_map(|(id, answer)| match answer {
+                Answer::Failed(error) => Some(format!("{id} ({error})")),
+                Answer::Polled(_) => None,
+            })
+            .collect();
+        if silent.is_empty() {
+            reason.to_string()
+        } else {
+            format!("{reason}; no answer from {}", silent.join(", "))
+        }
+    }
+
     /// The answers that were polled, with their sentinel.
     pub fn polled(&self) -> impl Iterator<Item = (&SentinelId, &Polled)> {
         self.answers.iter().filter_map(|(id, answer)| match answer {
@@ -221,12 +239,7 @@ impl Survey {
 /// Polls `name` on every sentinel in parallel, each on a fresh connection, all under one
 /// deadline: a sentinel that hangs or black-holes traffic costs its own answer only, and the
 /// survey ends by `deadline` whatever the sentinels do.
-pub async fn survey(
-    sentinels: &[Addr],
-    name: &str,
-    credentials: Option<&Credentials>,
-    deadline: Duration,
-) -> Survey {
+pub async fn survey(sentinels: &[Addr], name: &str, access: &Access, deadline: Duration) -> Survey {
     let origin = Instant::now();
     let until = origin + deadline;
     let mut unique: Vec<Addr> = Vec::with_capacity(sentinels.len());
@@ -238,10 +251,9 @@ pub async fn survey(
     let mut running = JoinSet::new();
     for (index, addr) in unique.iter().cloned().enumerate() {
         let name = name.to_owned();
-        let credentials = credentials.cloned();
+        let access = access.clone();
         running.spawn(async move {
-            let asked =
-                tokio::time::timeout_at(until, ask(&addr, &name, credentials.as_ref(), origin));
+            let asked = tokio::time::timeout_at(until, ask(&addr, &name, &access, origin));
             let answer = match asked.await {
                 Ok(Ok(polled)) => Answer::Polled(Box::new(polled)),
                 Ok(Err(error)) => Answer::Failed(error),
@@ -285,10 +297,10 @@ fn observed_at(view: &SentinelView) -> Option<MonotonicTime> {
 async fn ask(
     addr: &Addr,
     name: &str,
-    credentials: Option<&Credentials>,
+    access: &Access,
     origin: Instant,
 ) -> Result<Polled, ConnError> {
-    let mut connection = conn::connect(addr, credentials).await?;
+    let mut connection = conn::connect(addr, access).await?;
     for _ in 0..3 {
         if let Some(polled) = poll(&mut connection, name, origin).await? {
             return Ok(polled);

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::addr::{Addr, PodAliases};
 use crate::secret::Secret;
-use crate::sentinel::conn::{self, Credentials};
+use crate::sentinel::conn::{self, Access, Credentials};
 use crate::sentinel::dataplane;
 use crate::sentinel::register::{self, HealError, MonitorSpec};
 use crate::verdict::dataplane::{self as bootstrap, PodProbe, Refusal};
@@ -86,7 +86,8 @@ impl Default for HealConfig {
 }
 
 impl HealConfig {
-    /// Who the data-plane probe authenticates as: the sentinels' own data-pod user.
+    /// Who the data-plane probe authenticates as: the sentinels' own data-pod user (what
+    /// `auth-user`/`auth-pass` register).
     pub fn data_credentials(&self) -> Option<Credentials> {
         self.data_password.clone().map(|password| Credentials {
             user: self.data_user.clone(),
@@ -119,7 +120,9 @@ impl std::fmt::Debug for HealConfig {
 /// views.
 #[derive(Clone)]
 pub struct HealContext {
-    pub sentinel_credentials: Option<Credentials>,
+    pub sentinel_access: Access,
+    /// How the healer's own probes reach the data pods (rule H6).
+    pub data_access: Access,
     pub freshness: Duration,
     pub aliases: PodAliases,
     /// The origin of the monotonic clock the views are stamped against.
@@ -257,14 +260,13 @@ impl Healer {
                 auth_pass: self.config.data_password.clone(),
                 sentinel_config: self.sentinel_config(),
             };
-            let credentials = self.context.sentinel_credentials.clone();
+            let access = self.context.sentinel_access.clone();
             let timeout = self.config.action_timeout;
             running.spawn(async move {
                 let started = Instant::now();
-                let outcome =
-                    tokio::time::timeout(timeout, apply(&action, &spec, credentials.as_ref()))
-                        .await
-                        .unwrap_or(Err(HealError::Timeout(timeout)));
+                let outcome = tokio::time::timeout(timeout, apply(&action, &spec, &access))
+                    .await
+                    .unwrap_or(Err(HealError::Timeout(timeout)));
                 (action, outcome, started.elapsed())
             });
         }
@@ -335,21 +337,19 @@ impl Healer {
 
     /// Every configured data pod's `INFO replication`, concurrently, each under the deadline.
     async fn probe_data_pods(&self) -> Vec<(Addr, PodProbe)> {
-        let credentials = self.config.data_credentials();
         let mut probes = JoinSet::new();
         for (index, pod) in self.config.data_pods.iter().enumerate() {
             let pod = pod.clone();
-            let credentials = credentials.clone();
+            let access = self.context.data_access.clone();
             let timeout = self.config.action_timeout;
             probes.spawn(async move {
-                let probe =
-                    tokio::time::timeout(timeout, dataplane::probe(&pod, credentials.as_ref()))
-                        .await
-                        .unwrap_or(Ok(PodProbe::Unreachable))
-                        .unwrap_or_else(|error| {
-                            tracing::debug!(%pod, %error, "data pod probe failed");
-                            PodProbe::Unreachable
-                        });
+                let probe = tokio::time::timeout(timeout, dataplane::probe(&pod, &access))
+                    .await
+                    .unwrap_or(Ok(PodProbe::Unreachable))
+                    .unwrap_or_else(|error| {
+                        tracing::debug!(%pod, %error, "data pod probe failed");
+                        PodProbe::Unreachable
+                    });
                 (index, pod, probe)
             });
         }
@@ -366,9 +366,9 @@ impl Healer {
 async fn apply(
     action: &HealAction,
     spec: &MonitorSpec,
-    credentials: Option<&Credentials>,
+    access: &Access,
 ) -> Result<MonitorSettings, HealError> {
-    let mut connection = conn::connect(action.sentinel.addr(), credentials).await?;
+    let mut connection = conn::connect(action.sentinel.addr(), access).await?;
     match &action.reason {
         HealReason::Unmonitored | HealReason::DataPlane => {
             register::register(&mut connection, spec, false).await

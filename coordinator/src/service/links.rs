@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::{Addr, PodAliases};
-use crate::sentinel::conn::{self, ConnError, Connection, Credentials};
+use crate::sentinel::conn::{self, Access, ConnError, Connection};
 use crate::sentinel::query;
 use crate::verdict::{self, SentinelId};
 
@@ -57,8 +57,8 @@ pub struct UpstreamConfig {
     pub sentinels: Vec<Addr>,
     /// The master names to follow (duplicates are dropped).
     pub names: Vec<String>,
-    /// Who to authenticate as to the sentinels.
-    pub credentials: Option<Credentials>,
+    /// Who to authenticate as to the sentinels, and whether over TLS.
+    pub access: Access,
     /// Poll period per sentinel.
     pub poll_interval: Duration,
     /// Deadline of one poll round.
@@ -85,7 +85,7 @@ impl UpstreamConfig {
         Self {
             sentinels,
             names,
-            credentials: None,
+            access: Access::default(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -105,7 +105,7 @@ impl std::fmt::Debug for UpstreamConfig {
         f.debug_struct("UpstreamConfig")
             .field("sentinels", &self.sentinels)
             .field("names", &self.names)
-            .field("credentials", &self.credentials)
+            .field("access", &self.access)
             .field("poll_interval", &self.poll_interval)
             .field("query_timeout", &self.query_timeout)
             .field("connect_timeout", &self.connect_timeout)
@@ -221,9 +221,9 @@ impl Link {
     /// Runs one connected session until it fails; it never ends otherwise.
     async fn session(&mut self, established_before: &mut bool) -> ConnError {
         let connected = tokio::time::timeout(self.config.connect_timeout, async {
-            let credentials = self.config.credentials.as_ref();
-            let poller = conn::connect(&self.addr, credentials).await?;
-            let mut subscriber = conn::connect(&self.addr, credentials).await?;
+            let access = &self.config.access;
+            let poller = conn::connect(&self.addr, access).await?;
+            let mut subscriber = conn::connect(&self.addr, access).await?;
             query::subscribe(&mut subscriber).await?;
             Ok::<_, ConnError>((poller, subscriber))
         })
@@ -440,10 +440,10 @@ mod tests {
     #[test]
     fn the_debug_form_of_the_config_never_shows_the_password() {
         let mut config = UpstreamConfig::new(Vec::new(), vec!["mymaster".into()]);
-        config.credentials = Some(Credentials::user(
+        config.access = Access::plain(Some(crate::sentinel::conn::Credentials::user(
             "coordinator",
             crate::secret::Secret::new("s3cret-pw"),
-        ));
+        )));
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-pw"), "{shown}");
         assert!(shown.contains("coordinator"), "{shown}");

@@ -403,6 +403,24 @@ pub fn render(registry: &Registry) -> String {
     );
     family(
         &mut out,
+        "valkey_coordinator_tls_reloads_total",
+        "counter",
+        "TLS certificate reloads that found changed files, by outcome (failed: the old ones kept).",
+    );
+    for outcome in ["ok", "failed"] {
+        let count = stats
+            .tls_reloads
+            .get(outcome)
+            .map_or(0, |counter| counter.load(Ordering::Relaxed));
+        sample(
+            &mut out,
+            "valkey_coordinator_tls_reloads_total",
+            &[("outcome", outcome)],
+            count,
+        );
+    }
+    family(
+        &mut out,
         "valkey_coordinator_tap_messages_total",
         "counter",
         "Messages published to event subscribers since start.",

@@ -345,9 +345,19 @@ pub struct Stats {
     pub verdict_changes: AtomicU64,
     /// Sentinel heals by (reason, outcome): see [`crate::service::heal`].
     pub heals: DashMap<(&'static str, &'static str), AtomicU64>,
+    /// TLS reloads by outcome (`ok`: new certificates in use; `failed`: the old ones kept).
+    pub tls_reloads: DashMap<&'static str, AtomicU64>,
 }
 
 impl Stats {
+    /// Counts one TLS reload attempt that found a change.
+    pub fn count_tls_reload(&self, outcome: &'static str) {
+        self.tls_reloads
+            .entry(outcome)
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts `n` runs of one command.
     pub fn count_commands(&self, name: &'static str, n: u64) {
         if let Some(counter) = self.commands.get(name) {

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::Addr;
-use crate::sentinel::conn::{self, Credentials};
+use crate::sentinel::conn::{self, Access};
 use crate::sentinel::dataplane;
 
 use super::registry::{ObservedRole, Registry};
@@ -30,7 +30,7 @@ pub const ASK_CAP: Duration = Duration::from_secs(1);
 /// Asks every pod, every period, until `shutdown`.
 pub async fn run(
     pods: Vec<Addr>,
-    credentials: Option<Credentials>,
+    access: Access,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
@@ -40,10 +40,10 @@ pub async fn run(
     loop {
         let mut asking = JoinSet::new();
         for pod in pods.iter().cloned() {
-            let credentials = credentials.clone();
+            let access = access.clone();
             asking.spawn(async move {
                 let role = tokio::time::timeout(ASK_CAP, async {
-                    let mut connection = conn::connect(&pod, credentials.as_ref()).await?;
+                    let mut connection = conn::connect(&pod, &access).await?;
                     dataplane::role(&mut connection).await
                 })
                 .await;

@@ -6,7 +6,7 @@
 //! ordinary path instead of raising to the application.
 //!
 //! Layout, one concern per module:
-//! - this file: configuration and the accept loop (client limit, shutdown);
+//! - this file: configuration and the accept loops (client limit, TLS handshake, shutdown);
 //! - [`connection`]: one task per client: read, decode every pipelined request, reply in order
 //!   with one write per read batch, timeouts, pub/sub delivery;
 //! - [`dispatch`]: command to reply, against a snapshot of the registry;
@@ -41,7 +41,9 @@ use tokio_util::task::TaskTracker;
 pub use auth::{Password, Permissions, User, Users};
 
 use crate::addr::Addr;
+use crate::sentinel::conn::Access;
 use crate::service::registry::Registry;
+use crate::tls::ServerTls;
 
 /// Clients served at once unless configured otherwise.
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
@@ -89,6 +91,9 @@ pub struct ServerConfig {
     /// `disconnected` while that link is down, as a sentinel does (see `server::master_link`). On by
     /// default; off for tests that serve made-up masters nobody listens at.
     pub watch_masters: bool,
+    /// How those links reach the masters: TLS when the group speaks it. No credentials: an
+    /// answer of any kind (`-NOAUTH` too) is proof of life.
+    pub master_access: Access,
 }
 
 impl ServerConfig {
@@ -106,6 +111,7 @@ impl ServerConfig {
             announce: None,
             version: DEFAULT_SERVER_VERSION.to_owned(),
             watch_masters: true,
+            master_access: Access::default(),
         }
     }
 }
@@ -120,18 +126,34 @@ pub(crate) struct Shared {
     pub started: tokio::time::Instant,
 }
 
-/// Accepts clients until `shutdown` is cancelled, one task per connection; then stops accepting,
-/// tells every connection to close and waits for them.
+/// A socket clients connect to, and whether they speak TLS on it.
+pub struct Listener {
+    pub tcp: TcpListener,
+    pub tls: Option<ServerTls>,
+}
+
+impl Listener {
+    /// A plaintext listener.
+    pub fn plain(tcp: TcpListener) -> Self {
+        Self { tcp, tls: None }
+    }
+}
+
+/// Accepts clients on every listener until `shutdown` is cancelled, one task per connection;
+/// then stops accepting, tells every connection to close and waits for them. The client limit
+/// is shared by all listeners; `INFO` reports the first one's address.
 ///
 /// Returns only on shutdown; an accept error (out of file descriptors, say) is logged and
 /// retried after a short pause rather than ending the service.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     config: Arc<ServerConfig>,
     registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let local_addr = listener.local_addr().ok();
+    let local_addr = listeners
+        .first()
+        .and_then(|listener| listener.tcp.local_addr().ok());
     let slots = Arc::new(Semaphore::new(config.max_clients));
     let master_links = Arc::new(master_link::MasterLinks::default());
     let tasks = TaskTracker::new();
@@ -141,6 +163,7 @@ pub async fn run(
                 name.clone(),
                 Arc::clone(&registry),
                 Arc::clone(&master_links),
+                config.master_access.clone(),
                 shutdown.child_token(),
             ));
         }
@@ -153,13 +176,37 @@ pub async fn run(
         local_addr,
         started: tokio::time::Instant::now(),
     });
-    if let Some(listen) = local_addr {
-        tracing::info!(%listen, "serving sentinel-compatible clients");
+    for listener in listeners {
+        tasks.spawn(accept(
+            listener,
+            Arc::clone(&shared),
+            Arc::clone(&slots),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("client server stopped");
+    Ok(())
+}
+
+/// One listener's accept loop.
+async fn accept(
+    listener: Listener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    if let Ok(listen) = listener.tcp.local_addr() {
+        let tls = listener.tls.is_some();
+        tracing::info!(%listen, tls, "serving sentinel-compatible clients");
     }
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.tcp.accept() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
@@ -171,33 +218,69 @@ pub async fn run(
                 }
             }
         };
+        let _ = stream.set_nodelay(true);
         let stats = shared.registry.stats();
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+        let slot = Arc::clone(&slots).try_acquire_owned().ok();
+        if slot.is_some() {
+            stats.clients_accepted.fetch_add(1, Ordering::Relaxed);
+            stats.clients_connected.fetch_add(1, Ordering::Relaxed);
+        } else {
             stats.clients_refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, "client refused: max number of clients reached");
-            tasks.spawn(refuse(stream, shared.config.write_timeout));
-            continue;
-        };
-        stats.clients_accepted.fetch_add(1, Ordering::Relaxed);
-        stats.clients_connected.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
+        }
         let shared = Arc::clone(&shared);
+        let tls = listener.tls.clone();
         let shutdown = shutdown.child_token();
         tasks.spawn(async move {
-            connection::serve(stream, peer, &shared, shutdown).await;
-            shared
-                .registry
-                .stats()
-                .clients_connected
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(slot);
+            let write_timeout = shared.config.write_timeout;
+            let Some(tls) = tls else {
+                match slot {
+                    Some(slot) => {
+                        connection::serve(stream, peer, &shared, shutdown).await;
+                        release(&shared, slot);
+                    }
+                    None => refuse(stream, write_timeout).await,
+                }
+                return;
+            };
+            // A TLS client gets its refusal, like its replies, inside TLS; the handshake has the
+            // deadline of a first command, so a silent peer cannot hold a slot longer.
+            let stream =
+                match tokio::time::timeout(shared.config.handshake_timeout, tls.accept(stream))
+                    .await
+                {
+                    Ok(Ok(stream)) => Some(stream),
+                    Ok(Err(error)) => {
+                        let cause = crate::tls::cause_of(&error);
+                        tracing::info!(%peer, %cause, "TLS handshake refused");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::info!(%peer, "TLS handshake timed out");
+                        None
+                    }
+                };
+            match (stream, slot) {
+                (Some(stream), Some(slot)) => {
+                    connection::serve(stream, peer, &shared, shutdown).await;
+                    release(&shared, slot);
+                }
+                (Some(stream), None) => refuse(stream, write_timeout).await,
+                (None, Some(slot)) => release(&shared, slot),
+                (None, None) => {}
+            }
         });
     }
-    drop(listener);
-    tasks.close();
-    tasks.wait().await;
-    tracing::info!("client server stopped");
-    Ok(())
+}
+
+/// Gives a client's slot back.
+fn release(shared: &Shared, slot: tokio::sync::OwnedSemaphorePermit) {
+    shared
+        .registry
+        .stats()
+        .clients_connected
+        .fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
 }
 
 /// Tells a client over the limit why, then closes (the way Valkey does: an error, not a reset).

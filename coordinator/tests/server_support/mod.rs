@@ -62,7 +62,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::run(
-            listener,
+            vec![server::Listener::plain(listener)],
             Arc::new(config),
             Arc::clone(&registry),
             shutdown.clone(),

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::addr::Addr;
-use crate::sentinel::conn;
+use crate::sentinel::conn::{self, Access};
 use crate::service::registry::{NameState, Registry};
 
 /// How often a live link says `PING`.
@@ -71,6 +71,7 @@ pub async fn run(
     name: String,
     registry: Arc<Registry>,
     links: Arc<MasterLinks>,
+    access: Access,
     shutdown: CancellationToken,
 ) {
     let Some(mut watcher) = registry.watch(&name) else {
@@ -92,7 +93,7 @@ pub async fn run(
                 }
             }
         };
-        let link = hold(&target, &name, &links);
+        let link = hold(&target, &name, &links, &access);
         tokio::pin!(link);
         let lost = loop {
             tokio::select! {
@@ -149,8 +150,8 @@ struct Lost {
 
 /// Connects to `master` and keeps the link alive until it goes down. Marks the link up once
 /// connected. The connection is the client layer's, so TLS reaches this link with the others.
-async fn hold(master: &Addr, name: &str, links: &MasterLinks) -> Lost {
-    let mut connection = match conn::connect_within(master, None, CONNECT_TIMEOUT).await {
+async fn hold(master: &Addr, name: &str, links: &MasterLinks, access: &Access) -> Lost {
+    let mut connection = match conn::connect_within(master, access, CONNECT_TIMEOUT).await {
         Ok(connection) => connection,
         Err(error) => {
             return Lost {
