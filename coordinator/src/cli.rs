@@ -257,18 +257,39 @@ impl TlsArgs {
         }
     }
 
-    /// The client side, loaded; `None` without --tls. A TLS file flag without --tls is an
-    /// error rather than a silent plaintext run.
+    /// The client side, loaded; `None` without --tls. A TLS flag on the command line without
+    /// --tls is an error rather than a silent plaintext run; the same setting from the
+    /// environment alone is not (a chart sets the mount's paths whether or not TLS is on, and
+    /// `VALKEY_COORDINATOR_TLS` says which).
     pub fn client(&self) -> Result<Option<ClientTls>, ConfigError> {
         if !self.tls {
             let given = [
-                &self.tls_ca_cert_file,
-                &self.tls_cert_file,
-                &self.tls_key_file,
-                &self.tls_client_cert_file,
-                &self.tls_client_key_file,
+                (
+                    "VALKEY_COORDINATOR_TLS_CA_CERT_FILE",
+                    &self.tls_ca_cert_file,
+                ),
+                ("VALKEY_COORDINATOR_TLS_CERT_FILE", &self.tls_cert_file),
+                ("VALKEY_COORDINATOR_TLS_KEY_FILE", &self.tls_key_file),
+                (
+                    "VALKEY_COORDINATOR_TLS_CLIENT_CERT_FILE",
+                    &self.tls_client_cert_file,
+                ),
+                (
+                    "VALKEY_COORDINATOR_TLS_CLIENT_KEY_FILE",
+                    &self.tls_client_key_file,
+                ),
             ];
-            if given.iter().any(|file| file.is_some()) || self.tls_server_name.is_some() {
+            let on_command_line = given.iter().any(|(env, file)| {
+                file.as_ref().is_some_and(|file| {
+                    std::env::var_os(env).map(PathBuf::from).as_ref() != Some(file)
+                })
+            }) || self.tls_server_name.as_ref().is_some_and(|name| {
+                std::env::var("VALKEY_COORDINATOR_TLS_SERVER_NAME")
+                    .ok()
+                    .as_ref()
+                    != Some(name)
+            });
+            if on_command_line {
                 return Err(ConfigError::TlsOff);
             }
             return Ok(None);

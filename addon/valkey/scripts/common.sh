@@ -137,10 +137,26 @@ use_password() {
   fi
 }
 
+# coordinator_tls: with TLS enabled, the binary's TLS settings from the pod's mount: every link
+# it opens (sentinels, data pods, coordinators) is TLS, verified with the mounted CA, and the
+# pod's certificate is its client certificate.
+coordinator_tls() {
+  if [ "${TLS_ENABLED:-false}" = true ]; then
+    need TLS_DIR
+    VALKEY_COORDINATOR_TLS=true
+    VALKEY_COORDINATOR_TLS_CA_CERT_FILE=$TLS_DIR/ca.crt
+    VALKEY_COORDINATOR_TLS_CERT_FILE=$TLS_DIR/tls.crt
+    VALKEY_COORDINATOR_TLS_KEY_FILE=$TLS_DIR/tls.key
+    export VALKEY_COORDINATOR_TLS VALKEY_COORDINATOR_TLS_CA_CERT_FILE \
+      VALKEY_COORDINATOR_TLS_CERT_FILE VALKEY_COORDINATOR_TLS_KEY_FILE
+  fi
+}
+
 # coordinator SUBCOMMAND ARG...: the valkey-coordinator binary the init container installed.
 coordinator() {
   need TOOLS_DIR
   [ -x "$TOOLS_DIR/valkey-coordinator" ] || die "$TOOLS_DIR/valkey-coordinator is missing"
+  coordinator_tls
   "$TOOLS_DIR/valkey-coordinator" "$@"
 }
 
@@ -148,5 +164,6 @@ coordinator() {
 exec_coordinator() {
   need TOOLS_DIR
   [ -x "$TOOLS_DIR/valkey-coordinator" ] || die "$TOOLS_DIR/valkey-coordinator is missing"
+  coordinator_tls
   exec "$TOOLS_DIR/valkey-coordinator" "$@"
 }

@@ -72,7 +72,7 @@ post_ready() {
   while :; do
     if out=$(
       export VALKEY_COORDINATOR_TIMEOUT_MS=5000
-      "$TOOLS_DIR/valkey-coordinator" status 2>&1
+      coordinator status 2>&1
     ); then
       printf '%s\n' "$out"
       return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
 # The logic in the scripts' shared helpers (addon/valkey/scripts/common.sh): which entry of a
 # KubeBlocks pod list is this pod, how a value becomes a valkey.conf string, where the budget
-# and the replica priority come from.
+# and the replica priority come from, and the binary's TLS settings.
 
 setup() {
   # shellcheck source=../scripts/common.sh
@@ -80,4 +80,19 @@ setup() {
   run need A B
   [ "$status" -eq 1 ]
   [[ "$output" == *"B is not set"* ]]
+}
+
+@test "with TLS enabled the binary gets the mount's CA, certificate and key; without, nothing" {
+  TLS_ENABLED=true TLS_DIR=/etc/pki/tls coordinator_tls
+  [ "$VALKEY_COORDINATOR_TLS" = true ]
+  [ "$VALKEY_COORDINATOR_TLS_CA_CERT_FILE" = /etc/pki/tls/ca.crt ]
+  [ "$VALKEY_COORDINATOR_TLS_CERT_FILE" = /etc/pki/tls/tls.crt ]
+  [ "$VALKEY_COORDINATOR_TLS_KEY_FILE" = /etc/pki/tls/tls.key ]
+  unset VALKEY_COORDINATOR_TLS VALKEY_COORDINATOR_TLS_CA_CERT_FILE
+  TLS_ENABLED=false coordinator_tls
+  [ -z "${VALKEY_COORDINATOR_TLS:-}" ]
+  [ -z "${VALKEY_COORDINATOR_TLS_CA_CERT_FILE:-}" ]
+  run env TLS_ENABLED=true sh -c '. "$0"; unset TLS_DIR; coordinator_tls' "$BATS_TEST_DIRNAME/../scripts/common.sh"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"TLS_DIR is not set"* ]]
 }
