@@ -33,10 +33,25 @@ pub async fn spawn(
     listen: SocketAddr,
     names: &[String],
 ) -> anyhow::Result<Process> {
+    spawn_with(lab, binary, name, listen, names, &[]).await
+}
+
+/// [`spawn`] with more flags; `listen` must answer plaintext (with `--tls`, it is the
+/// `--plaintext-listen` port, and the flags name the TLS one).
+pub async fn spawn_with(
+    lab: &mut Lab,
+    binary: &Path,
+    name: &str,
+    listen: SocketAddr,
+    names: &[String],
+    flags: &[String],
+) -> anyhow::Result<Process> {
     let mut command = Command::new(binary);
+    command.arg("serve").args(flags);
+    if !flags.iter().any(|flag| flag == "--listen") {
+        command.args(["--listen", &listen.to_string()]);
+    }
     command
-        .arg("serve")
-        .args(["--listen", &listen.to_string()])
         .args(["--max-clients", &MAX_CLIENTS.to_string()])
         .env("VALKEY_COORDINATOR_LOG", "warn");
     for sentinel in lab.sentinel_addrs() {

@@ -23,6 +23,8 @@ pub struct Workload {
     pub pipeline: u32,
     pub clients: u32,
     pub requests: u64,
+    /// What `valkey-benchmark` needs to connect beyond the address (`--tls --cacert ...`).
+    pub connection: Vec<String>,
 }
 
 /// One `valkey-benchmark` run.
@@ -55,6 +57,7 @@ pub async fn run_once(
         .args(["-c", &workload.clients.to_string()])
         .args(["-n", &workload.requests.to_string()])
         .args(["-P", &workload.pipeline.to_string()])
+        .args(&workload.connection)
         .arg("--csv")
         .args(&workload.command)
         .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -24,17 +24,54 @@ const CONNECTING_AT_ONCE: usize = 200;
 
 /// Opens `count` connections to `addr`, each proven live by one `PING`.
 pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream>> {
+    open(count, move || async move {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        ping(stream).await
+    })
+    .await
+}
+
+/// The same over TLS: `count` handshakes with `config` (a client certificate when the server
+/// asks), each proven by one `PING`, so the server holds every session's full state.
+pub async fn connect_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    count: usize,
+) -> anyhow::Result<Vec<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let name = rustls::pki_types::ServerName::from(addr.ip());
+    open(count, move || {
+        let connector = connector.clone();
+        let name = name.clone();
+        async move {
+            let tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            ping(connector.connect(name, tcp).await?).await
+        }
+    })
+    .await
+}
+
+/// Opens `count` streams with `dial`, at most [`CONNECTING_AT_ONCE`] at a time.
+async fn open<S, F, Fut>(count: usize, dial: F) -> anyhow::Result<Vec<S>>
+where
+    S: Send + 'static,
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
+{
     let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut tasks = JoinSet::new();
     for _ in 0..count {
         let gate = Arc::clone(&gate);
+        let dial = dial.clone();
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await?;
             // A burst of connects can overflow a listen backlog, which loopback answers with a
             // reset; a client would retry, and so does this one, a couple of times.
             let mut attempt = 0;
             loop {
-                match connect_one(addr).await {
+                match dial().await {
                     Ok(stream) => return anyhow::Ok(stream),
                     Err(error) if attempt >= 3 => return Err(error),
                     Err(_) => {
@@ -52,9 +89,8 @@ pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpSt
     Ok(streams)
 }
 
-async fn connect_one(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+/// Sends one `PING` on `stream` and checks the `PONG`.
+async fn ping<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> anyhow::Result<S> {
     stream.write_all(PING).await?;
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).await?;

@@ -21,6 +21,7 @@ mod procfs;
 mod report;
 mod scaling;
 mod stats;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ enum Phase {
     Lifecycle,
     Planned,
     Scaling,
+    Tls,
 }
 
 /// Side-by-side benchmarks of valkey-coordinator against a real sentinel, on loopback.
@@ -245,6 +247,20 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
 
+    if wants(Phase::Tls) {
+        progress("discovery over TLS");
+        let settings = tls::Settings {
+            rounds: args.rounds,
+            requests: args.requests,
+            pipelined_requests: args.pipelined_requests,
+            clients: args.subscribers.min(1_000),
+        };
+        match tls::rows(&settings, &benchmark, &coordinator_bin).await {
+            Ok(rows) => report.section("TLS", rows),
+            Err(error) => report.failures.push(("TLS".into(), format!("{error:#}"))),
+        }
+    }
+
     if wants(Phase::Scaling) {
         progress("scaling");
         match scaling_phase(version, &coordinator_bin).await {
@@ -327,6 +343,7 @@ async fn discovery_phase(
         pipeline,
         clients: 50,
         requests,
+        connection: Vec::new(),
     };
     let discovery = ["SENTINEL", "get-master-addr-by-name", name];
     // Warm both sides up (connections, allocator, caches) before anything counts.
@@ -361,10 +378,6 @@ async fn discovery_phase(
             SideBySide::measure(benchmark, workload, coordinator, sentinel, args.rounds).await?;
         rows.extend(measured.rows(workload, *with_targets));
     }
-    rows.push(Row::not_available(
-        "GET-MASTER-ADDR-BY-NAME over TLS",
-        "no TLS listener in the coordinator yet",
-    ));
     Ok(rows)
 }
 

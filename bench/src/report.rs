@@ -10,8 +10,6 @@ pub enum Outcome {
     Missed,
     /// The row has no target; it is there for context.
     Info,
-    /// The feature the row would measure does not exist yet.
-    NotAvailable,
 }
 
 impl Outcome {
@@ -24,7 +22,6 @@ impl Outcome {
             Self::Met => "met",
             Self::Missed => "MISSED",
             Self::Info => "",
-            Self::NotAvailable => "n/a",
         }
     }
 }
@@ -80,14 +77,6 @@ impl Row {
     pub fn data(mut self, data: Value) -> Self {
         self.data = data;
         self
-    }
-
-    /// A row for something that cannot be measured yet, saying why instead of a number.
-    pub fn not_available(measure: impl Into<String>, why: &str) -> Self {
-        Self::new(measure)
-            .coordinator(format!("not available: {why}"))
-            .target("", Outcome::NotAvailable)
-            .data(json!({ "available": false, "why": why }))
     }
 }
 
