@@ -9,6 +9,13 @@ Modes:
   discover ask the sentinel for the master every 100 ms; print `master` or `no-master` (with the
            exception class) whenever the outcome changes.
 
+TLS (`--tls-ca`, with `--tls-cert` and `--tls-key` for the client certificate) goes to both the
+sentinel links (`sentinel_kwargs`, which the library does not fill from the data-node kwargs) and
+the data-node connections (`ssl=True` and the `ssl_*` kwargs, which `master_for` inherits from the
+`Sentinel`); host names are checked (the library default), so every certificate must carry the IP
+dialled. `--read-back` reads each write that opens a master back and prints the value as `read`.
+Without these flags the driver behaves exactly as before.
+
 The client library is used exactly as an application would; nothing is patched.
 """
 
@@ -31,17 +38,32 @@ def main():
     parser.add_argument("--name", required=True)
     parser.add_argument("--mode", choices=["writer", "discover"], required=True)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tls-ca", help="CA bundle: speak TLS to the sentinel and the data nodes")
+    parser.add_argument("--tls-cert", help="client certificate presented to both")
+    parser.add_argument("--tls-key", help="its private key")
+    parser.add_argument("--read-back", action="store_true")
     args = parser.parse_args()
 
     lib = importlib.import_module(args.lib)
     sentinel_mod = importlib.import_module(args.lib + ".sentinel")
     host, port = args.sentinel.rsplit(":", 1)
     # Library defaults everywhere (protocol included): the point is the client as shipped.
-    sentinel = sentinel_mod.Sentinel(
-        [(host, int(port))],
-        socket_timeout=0.5,
-        socket_connect_timeout=0.5,
-    )
+    timeouts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+    if args.tls_ca is None:
+        sentinel = sentinel_mod.Sentinel([(host, int(port))], **timeouts)
+    else:
+        tls = {
+            "ssl": True,
+            "ssl_ca_certs": args.tls_ca,
+            "ssl_certfile": args.tls_cert,
+            "ssl_keyfile": args.tls_key,
+        }
+        sentinel = sentinel_mod.Sentinel(
+            [(host, int(port))],
+            sentinel_kwargs={**timeouts, **tls},
+            **timeouts,
+            **tls,
+        )
     deadline = time.monotonic() + args.seconds
     emit(event="started", lib=args.lib, version=lib.__version__)
 
@@ -65,8 +87,9 @@ def main():
     i = 0
     while time.monotonic() < deadline:
         i += 1
+        key = f"coordinator-e2e:{args.lib}:{i}"
         try:
-            master.set(f"coordinator-e2e:{args.lib}:{i}", i)
+            master.set(key, i)
             conn = master.connection_pool.get_connection("SET")
             try:
                 where = f"{conn.host}:{conn.port}"
@@ -75,12 +98,16 @@ def main():
                 master.connection_pool.release(conn)
             last_error = None
             if where != last_master:
-                emit(
-                    event="ready" if last_master is None else "write",
-                    master=where,
-                    seq=i,
-                    protocol=protocol,
-                )
+                fields = {
+                    "event": "ready" if last_master is None else "write",
+                    "master": where,
+                    "seq": i,
+                    "protocol": protocol,
+                }
+                if args.read_back:
+                    value = master.get(key)
+                    fields["read"] = None if value is None else value.decode()
+                emit(**fields)
                 last_master = where
         except Exception as error:
             kind = type(error).__name__

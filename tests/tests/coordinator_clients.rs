@@ -11,20 +11,33 @@
 //! JSON object per line; redis-rs runs in the test itself. The five first clients run on every
 //! Valkey version; the rows added with the Java and Go clients and node-redis on one version each,
 //! rotating, to keep the suite short.
+//!
+//! TLS only, on every TLS-capable build: redis-py, ioredis and redis-rs share one TLS lab, whose
+//! pods listen with TLS only and require client certificates, and one coordinator with a
+//! certificate of the lab's CA for 127.0.0.1, which requires client certificates too and speaks
+//! TLS to the sentinels and the data pods. Each client is given the coordinator, the lab's CA and
+//! the lab's client certificate, reaches the data pods with the same, reads its writes back and
+//! follows the kill -9 and the switchover; a plaintext `PING` on the coordinator's port gets no
+//! reply.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::lifecycle::{Budget, Target, switchover};
+use valkey_coordinator::sentinel::conn::Access;
 use valkey_coordinator::service::registry::NameState;
 use valkey_coordinator::service::{self, RunningService, ServiceConfig};
-use valkey_lab::{Lab, LabSpec, PodId, SentinelStart, ValkeyVersion};
+use valkey_coordinator::tls::{
+    ClientAuth, ClientFiles, ClientTls, KeyPair, ServerFiles, ServerTls,
+};
+use valkey_lab::{Lab, LabSpec, PodId, SentinelStart, TlsFiles, ValkeyVersion};
 
 /// Budget for any single wait; scenarios finish far sooner.
 const WAIT: Duration = Duration::from_secs(20);
@@ -41,6 +54,57 @@ fn clients_dir() -> PathBuf {
 struct Stack {
     lab: Lab,
     coordinator: RunningService,
+    /// In a TLS stack: what its clients present, and how the test's own actions reach the pods.
+    tls: Option<StackTls>,
+}
+
+/// The TLS side of a stack: a TLS-only lab, and a coordinator that serves TLS on its client port
+/// (client certificates of the lab's CA required) and speaks TLS to the sentinels and data pods,
+/// presenting its own certificate (issued for 127.0.0.1, where it listens) both ways.
+struct StackTls {
+    /// The lab's client volume: the CA and the certificate every client of the test presents.
+    client: TlsFiles,
+    /// The coordinator's way to the pods, for the switchover action too.
+    access: Access,
+}
+
+impl StackTls {
+    /// Issues the coordinator's certificate and puts TLS on every link of `config`.
+    fn configure(lab: &mut Lab, config: &mut ServiceConfig) -> Self {
+        let own = lab
+            .tls_mut()
+            .expect("a TLS lab")
+            .issue("coordinator", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+            .expect("a coordinator certificate");
+        let identity = KeyPair {
+            cert: own.cert.clone(),
+            key: own.key.clone(),
+        };
+        config.listen_tls = Some(
+            ServerTls::load(ServerFiles {
+                identity: identity.clone(),
+                ca: Some(own.ca.clone()),
+                auth: ClientAuth::Required,
+            })
+            .expect("the coordinator's server TLS loads"),
+        );
+        let client_tls = ClientTls::load(ClientFiles {
+            ca: own.ca.clone(),
+            identity: Some(identity),
+            server_name: None,
+        })
+        .expect("the coordinator's client TLS loads");
+        let access = Access {
+            credentials: None,
+            tls: Some(client_tls),
+        };
+        config.upstream.access = access.clone();
+        config.server.master_access = access.clone();
+        Self {
+            client: lab.tls_client().expect("a TLS lab").clone(),
+            access,
+        }
+    }
 }
 
 impl Stack {
@@ -49,20 +113,36 @@ impl Stack {
     }
 
     async fn on(version: ValkeyVersion) -> Self {
-        let lab = LabSpec::new(version).start().await.expect("lab starts");
+        Self::start_on(LabSpec::new(version)).await
+    }
+
+    /// A TLS-only stack (see [`StackTls`]) on one of [`ValkeyVersion::TLS`].
+    async fn tls_on(version: ValkeyVersion) -> Self {
+        Self::start_on(LabSpec::new(version).tls(true)).await
+    }
+
+    async fn start_on(spec: LabSpec) -> Self {
+        let mut lab = spec.start().await.expect("lab starts");
         lab.wait_formed(WAIT).await.expect("lab forms");
         let sentinels: Vec<Addr> = lab
             .sentinel_addrs()
             .into_iter()
             .map(|socket| socket.to_string().parse().expect("a lab address"))
             .collect();
-        let config = ServiceConfig::new(
+        let mut config = ServiceConfig::new(
             "127.0.0.1:0".parse().expect("literal"),
             sentinels,
             vec![lab.master_name().to_owned()],
         );
+        let tls = lab
+            .is_tls()
+            .then(|| StackTls::configure(&mut lab, &mut config));
         let coordinator = service::start(config).await.expect("coordinator starts");
-        let stack = Self { lab, coordinator };
+        let stack = Self {
+            lab,
+            coordinator,
+            tls,
+        };
         stack
             .wait_verdict("any agreement", |s| s.verdict.agreement().is_some())
             .await;
@@ -71,6 +151,40 @@ impl Stack {
 
     fn endpoint(&self) -> String {
         self.coordinator.listen_addr.to_string()
+    }
+
+    /// How the test's own actions reach the sentinels and data pods.
+    fn access(&self) -> Access {
+        self.tls
+            .as_ref()
+            .map_or_else(Access::default, |tls| tls.access.clone())
+    }
+
+    /// `row`'s driver with `sentinel` as its only sentinel; in a TLS stack given the lab's CA and
+    /// client certificate, and told to read each write that opens a master back (flags the
+    /// Python and Node `sentinel_client` drivers take).
+    fn driver(&self, row: &Row, sentinel: &str) -> Command {
+        let mut command = (row.command)(sentinel);
+        if let Some(tls) = &self.tls {
+            let files = &tls.client;
+            command
+                .arg("--tls-ca")
+                .arg(&files.ca)
+                .arg("--tls-cert")
+                .arg(&files.cert)
+                .arg("--tls-key")
+                .arg(&files.key)
+                .arg("--read-back");
+        }
+        command
+    }
+
+    /// A client's name in the `client matrix:` lines: the row's, marked when over TLS.
+    fn label(&self, name: &str) -> String {
+        match self.tls {
+            Some(_) => format!("{name} over TLS"),
+            None => name.to_owned(),
+        }
     }
 
     /// Waits until the coordinator publishes a state `accept` takes.
@@ -347,6 +461,8 @@ async fn switch_over(stack: &Stack) -> Instant {
     target.pod = stack
         .agreed_master()
         .map(|master| master.parse().expect("an address"));
+    target.sentinel_access = stack.access();
+    target.data_access = stack.access();
     let asked_at = Instant::now();
     let moved = switchover::run(&target, &Budget::new(SWITCHOVER_BUDGET), None, None).await;
     if let Err(error) = moved {
@@ -424,6 +540,126 @@ async fn moved_from(
     Ok((driver.last_at.duration_since(since), master))
 }
 
+/// One row of the matrix through a scenario: its driver through the coordinator, and the same
+/// client beside it on a real sentinel, whose failures are reported, never failed (not ours to
+/// fix).
+struct Pair<'a> {
+    row: &'a Row,
+    /// The client's name in messages and `client matrix:` lines.
+    label: String,
+    through: Driver,
+    beside: Driver,
+    /// `Err` once the beside client missed a step: it is not waited for again.
+    beside_ok: Result<(), String>,
+    /// Whether every write line must carry the value read back (a TLS stack asks for it).
+    read_back: bool,
+}
+
+impl<'a> Pair<'a> {
+    fn spawn(stack: &Stack, row: &'a Row) -> Self {
+        let label = stack.label(row.name);
+        let through = Driver::spawn(&label, stack.driver(row, &stack.endpoint()));
+        let sentinel = stack.lab.sentinel_addr(0).to_string();
+        let beside = Driver::spawn(&format!("{label} (sentinel)"), stack.driver(row, &sentinel));
+        Self {
+            row,
+            label,
+            through,
+            beside,
+            beside_ok: Ok(()),
+            read_back: stack.tls.is_some(),
+        }
+    }
+
+    fn check_read_back(&self, line: &str) {
+        if self.read_back {
+            assert_eq!(
+                field(line, "read"),
+                field(line, "seq"),
+                "{}: a write reads back what it wrote: {line}",
+                self.label
+            );
+        }
+    }
+
+    /// Waits for the first write of both clients; the one through the coordinator must write
+    /// where the coordinator points. Returns that master.
+    async fn ready(&mut self, stack: &Stack) -> String {
+        let ready = self.through.wait_event("ready", |_| true).await;
+        self.check_read_back(&ready);
+        let master = field(&ready, "master").expect("ready names its master");
+        assert_eq!(
+            Some(master.clone()),
+            stack.agreed_master(),
+            "{}: the client writes where the coordinator points",
+            self.label
+        );
+        self.beside_ok = self
+            .beside
+            .try_wait_event("ready", |_| true, WAIT)
+            .await
+            .map(drop);
+        master
+    }
+
+    /// The first write through the coordinator on a master other than `old`, which must come
+    /// within `WAIT`: how long after `since`, and the master. A failure names the coordinator's
+    /// verdict and what the client beside saw, to tell a stuck client from a stuck group.
+    async fn moved(
+        &mut self,
+        stack: &Stack,
+        what: &str,
+        old: &str,
+        since: Instant,
+    ) -> (Duration, String) {
+        match moved_from(&mut self.through, old, since, WAIT).await {
+            Ok(moved) => {
+                self.check_read_back(self.through.seen.last().expect("the write line"));
+                moved
+            }
+            Err(why) => {
+                while let Ok((_, line)) = self.beside.lines.try_recv() {
+                    self.beside.seen.push(line);
+                }
+                panic!(
+                    "{}: {what}: {why}; verdict: {:?}; output: {:#?}; beside, on a sentinel: {:#?}",
+                    self.label,
+                    stack
+                        .coordinator
+                        .registry
+                        .get(stack.lab.master_name())
+                        .map(|state| state.verdict.to_string()),
+                    self.through.seen,
+                    self.beside.seen,
+                )
+            }
+        }
+    }
+
+    /// The same for the client beside, within what is left of `WAIT` since `since`, or why it
+    /// never wrote there.
+    async fn beside_moved(&mut self, old: &str, since: Instant) -> Result<Duration, String> {
+        let moved = match &self.beside_ok {
+            Ok(()) => moved_from(
+                &mut self.beside,
+                old,
+                since,
+                WAIT.saturating_sub(since.elapsed()),
+            )
+            .await
+            .map(|(time, _)| time),
+            Err(why) => Err(why.clone()),
+        };
+        self.beside_ok = moved.as_ref().map(drop).map_err(Clone::clone);
+        moved
+    }
+
+    async fn kill(self) {
+        self.through.kill().await;
+        self.beside.kill().await;
+    }
+}
+
 /// Write, kill -9 the master the client writes to, and see it write on the new master, which
 /// must be the coordinator's new verdict, within `FAILOVER_BOUND`; then a planned switchover
 /// to the last replica, which it must follow the same way. The same client pointed at a real
@@ -432,122 +668,166 @@ async fn moved_from(
 /// is not ours to fix).
 async fn row_follows_a_kill_9_failover_and_a_switchover(row: &Row, version: ValkeyVersion) {
     let mut stack = Stack::on(version).await;
-    let mut through = Driver::spawn(row.name, (row.command)(&stack.endpoint()));
-    let sentinel = stack.lab.sentinel_addr(0).to_string();
-    let mut beside = Driver::spawn(
-        &format!("{} (sentinel)", row.name),
-        (row.command)(&sentinel),
-    );
+    let mut pairs = [Pair::spawn(&stack, row)];
+    rows_follow_a_kill_9_failover_and_a_switchover(&mut stack, &mut pairs, None).await;
+    for pair in pairs {
+        pair.kill().await;
+    }
+    stack.stop().await;
+}
 
-    let ready = through.wait_event("ready", |_| true).await;
-    let old = field(&ready, "master").expect("ready names its master");
-    assert_eq!(
-        Some(old.clone()),
-        stack.agreed_master(),
-        "{}: the client writes where the coordinator points",
-        row.name
-    );
-    let mut beside_ok = beside
-        .try_wait_event("ready", |_| true, WAIT)
-        .await
-        .map(drop);
+/// The scenario of [`row_follows_a_kill_9_failover_and_a_switchover`] for several clients on
+/// one stack at once, and redis-rs beside them when given (it re-resolves through the coordinator
+/// while the others are watched, so its times are its own).
+async fn rows_follow_a_kill_9_failover_and_a_switchover(
+    stack: &mut Stack,
+    pairs: &mut [Pair<'_>],
+    mut rs: Option<&mut RedisRs>,
+) {
+    let version = stack.lab.version();
+    let mut old = String::new();
+    for pair in pairs.iter_mut() {
+        old = pair.ready(stack).await;
+    }
+    if let Some(rs) = rs.as_deref_mut() {
+        assert_eq!(rs.write_each(stack, "before").await, old, "redis-rs");
+    }
     let old_socket: SocketAddr = old.parse().expect("an ip:port");
     let index = stack.lab.data_index(old_socket).expect("a lab data pod");
 
     stack.lab.kill(PodId::Data(index));
     let killed_at = Instant::now();
-    let (killed, new) = match moved_from(&mut through, &old, killed_at, WAIT).await {
-        Ok(moved) => moved,
-        Err(why) => panic!("{}: {why}; output: {:#?}", row.name, through.seen),
-    };
-    let new = follows_the_verdict(&stack, row, &old, new).await;
+    let stack = &*stack;
+    let (rs_killed, killed) = tokio::join!(
+        follow_with(rs.as_deref_mut(), stack, &old, "after", killed_at),
+        async {
+            let mut killed = Vec::new();
+            for pair in pairs.iter_mut() {
+                let (time, new) = pair.moved(stack, "kill -9", &old, killed_at).await;
+                let new = follows_the_verdict(stack, &pair.label, &old, new).await;
+                killed.push((time, new));
+            }
+            killed
+        }
+    );
+    let new = killed.last().map(|(_, new)| new.clone()).expect("a client");
+    let hello = pairs.iter().any(|pair| pair.row.hello) || rs.is_some();
+    let names: Vec<&str> = pairs.iter().map(|pair| pair.label.as_str()).collect();
     assert_eq!(
         stack.served("hello") > 0,
-        row.hello,
-        "{}: HELLO is used exactly when the client is known to send it",
-        row.name
+        hello,
+        "{names:?}: HELLO is used exactly when the client is known to send it",
     );
-    let beside_killed = match &beside_ok {
-        Ok(()) => moved_from(
-            &mut beside,
-            &old,
-            killed_at,
-            WAIT.saturating_sub(killed_at.elapsed()),
-        )
-        .await
-        .map(|(time, _)| time),
-        Err(why) => Err(why.clone()),
-    };
-    beside_ok = beside_killed.as_ref().map(drop).map_err(Clone::clone);
+    let mut beside_killed = Vec::new();
+    for pair in pairs.iter_mut() {
+        beside_killed.push(pair.beside_moved(&old, killed_at).await);
+    }
 
-    let (through_from, beside_from) = (through.seen.len(), beside.seen.len());
-    let asked_at = switch_over(&stack).await;
-    let (switched, _) = match moved_from(&mut through, &new, asked_at, WAIT).await {
-        Ok(moved) => moved,
-        Err(why) => panic!(
-            "{}: switchover: {why}; output: {:#?}",
-            row.name, through.seen
-        ),
-    };
-    let last = stack.agreed_master().unwrap_or_default();
-    follows_the_verdict(&stack, row, &new, last).await;
-    let beside_switched = match beside_ok {
-        Ok(()) => moved_from(
-            &mut beside,
-            &new,
-            asked_at,
-            WAIT.saturating_sub(asked_at.elapsed()),
-        )
-        .await
-        .map(|(time, _)| time),
-        Err(why) => Err(why),
-    };
-
-    eprintln!(
-        "client matrix: {} on {version:?}: kill -9: coordinator {}, sentinel {}; \
-         switchover: coordinator {} (errors {:?}), sentinel {} (errors {:?})",
-        row.name,
-        outcome(&Ok(killed)),
-        outcome(&beside_killed),
-        outcome(&Ok(switched)),
-        error_kinds(&through.seen[through_from..]),
-        outcome(&beside_switched),
-        error_kinds(&beside.seen[beside_from..]),
-    );
-    let switchover_errors: Vec<String> = through.seen[through_from..]
+    let seen_before: Vec<(usize, usize)> = pairs
         .iter()
-        .filter(|line| field(line, "event").as_deref() == Some("error"))
-        .map(|line| {
-            format!(
-                "{}: {}",
-                field(line, "error").unwrap_or_default(),
-                field(line, "detail").unwrap_or_default()
-            )
-        })
+        .map(|pair| (pair.through.seen.len(), pair.beside.seen.len()))
         .collect();
-    assert!(
-        switchover_errors.iter().all(|kind| retryable(kind)),
-        "{}: the switchover surfaced an error a client cannot retry: {switchover_errors:?}",
-        row.name
+    let asked_at = switch_over(stack).await;
+    let (rs_switched, switched) = tokio::join!(
+        follow_with(rs.as_deref_mut(), stack, &new, "switched", asked_at),
+        async {
+            let mut switched = Vec::new();
+            for pair in pairs.iter_mut() {
+                let (time, _) = pair.moved(stack, "switchover", &new, asked_at).await;
+                let last = stack.agreed_master().unwrap_or_default();
+                follows_the_verdict(stack, &pair.label, &new, last).await;
+                switched.push(time);
+            }
+            switched
+        }
     );
-    for (what, time, bound) in [
-        ("kill -9", killed, FAILOVER_BOUND),
-        ("switchover", switched, SWITCHOVER_BOUND),
-    ] {
-        assert!(
-            time <= bound,
-            "{}: {what}: the first write on the new master came {time:?} after it",
-            row.name
+    let mut beside_switched = Vec::new();
+    for pair in pairs.iter_mut() {
+        beside_switched.push(pair.beside_moved(&new, asked_at).await);
+    }
+
+    for (i, pair) in pairs.iter().enumerate() {
+        let (through_from, beside_from) = seen_before[i];
+        eprintln!(
+            "client matrix: {} on {version:?}: kill -9: coordinator {}, sentinel {}; \
+             switchover: coordinator {} (errors {:?}), sentinel {} (errors {:?})",
+            pair.label,
+            outcome(&Ok(killed[i].0)),
+            outcome(&beside_killed[i]),
+            outcome(&Ok(switched[i])),
+            error_kinds(&pair.through.seen[through_from..]),
+            outcome(&beside_switched[i]),
+            error_kinds(&pair.beside.seen[beside_from..]),
         );
     }
-    through.kill().await;
-    beside.kill().await;
-    stack.stop().await;
+    if let (Some(rs), Some(rs_killed), Some(rs_switched)) = (&rs, &rs_killed, &rs_switched) {
+        eprintln!(
+            "client matrix: {} on {version:?}: kill -9: coordinator {}; switchover: \
+             coordinator {}",
+            rs.label,
+            rs_killed.show(),
+            rs_switched.show(),
+        );
+    }
+    for (i, pair) in pairs.iter().enumerate() {
+        let switchover_errors: Vec<String> = pair.through.seen[seen_before[i].0..]
+            .iter()
+            .filter(|line| field(line, "event").as_deref() == Some("error"))
+            .map(|line| {
+                format!(
+                    "{}: {}",
+                    field(line, "error").unwrap_or_default(),
+                    field(line, "detail").unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(
+            switchover_errors.iter().all(|kind| retryable(kind)),
+            "{}: the switchover surfaced an error a client cannot retry: {switchover_errors:?}",
+            pair.label
+        );
+        for (what, time, bound) in [
+            ("kill -9", killed[i].0, FAILOVER_BOUND),
+            ("switchover", switched[i], SWITCHOVER_BOUND),
+        ] {
+            assert!(
+                time <= bound,
+                "{}: {what}: the first write on the new master came {time:?} after it",
+                pair.label
+            );
+        }
+    }
+    for (what, times, bound) in [
+        ("kill -9", &rs_killed, FAILOVER_BOUND),
+        ("switchover", &rs_switched, SWITCHOVER_BOUND),
+    ] {
+        if let Some(times) = times {
+            assert!(
+                times.slowest() <= bound,
+                "redis-rs: {what}: the first write on the new master came {} after it",
+                times.show()
+            );
+        }
+    }
+}
+
+/// [`RedisRs::follow`] when there is a redis-rs client.
+async fn follow_with(
+    rs: Option<&mut RedisRs>,
+    stack: &Stack,
+    old: &str,
+    step: &str,
+    since: Instant,
+) -> Option<Followed> {
+    match rs {
+        Some(rs) => Some(rs.follow(stack, old, step, since).await),
+        None => None,
+    }
 }
 
 /// Checks that the master a client moved to, `new`, is the coordinator's verdict once it has
 /// left `old`, and a lab pod; returns it.
-async fn follows_the_verdict(stack: &Stack, row: &Row, old: &str, new: String) -> String {
+async fn follows_the_verdict(stack: &Stack, name: &str, old: &str, new: String) -> String {
     let verdict = stack
         .wait_verdict("the verdict to leave the old master", |s| {
             s.verdict
@@ -558,16 +838,14 @@ async fn follows_the_verdict(stack: &Stack, row: &Row, old: &str, new: String) -
     assert_eq!(
         Some(new.clone()),
         stack.agreed_master(),
-        "{}: the client follows the coordinator's verdict ({verdict})",
-        row.name
+        "{name}: the client follows the coordinator's verdict ({verdict})"
     );
     assert!(
         stack
             .lab
             .data_index(new.parse().expect("an ip:port"))
             .is_some(),
-        "{}: the new master {new} is a lab pod",
-        row.name
+        "{name}: the new master {new} is a lab pod"
     );
     new
 }
@@ -697,94 +975,232 @@ matrix_rows!(
 );
 
 /// The master a redis-rs connection writes to, by the address the pod announces (every lab pod
-/// announces its own).
+/// announces its own) and the port it listens on (`tls-port` in a TLS lab, where `port` is 0).
 async fn written_to(
     connection: &mut impl redis::aio::ConnectionLike,
 ) -> redis::RedisResult<String> {
-    let announced: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("replica-announce-ip")
-        .query_async(connection)
-        .await?;
-    let port: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("port")
-        .query_async(connection)
-        .await?;
-    Ok(format!("{}:{}", announced[1], port[1]))
+    async fn config_get(
+        connection: &mut impl redis::aio::ConnectionLike,
+        parameter: &str,
+    ) -> redis::RedisResult<String> {
+        let reply: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(parameter)
+            .query_async(connection)
+            .await?;
+        Ok(reply.get(1).cloned().unwrap_or_default())
+    }
+    let announced = config_get(connection, "replica-announce-ip").await?;
+    let mut port = config_get(connection, "port").await?;
+    if port == "0" {
+        port = config_get(connection, "tls-port").await?;
+    }
+    Ok(format!("{announced}:{port}"))
+}
+
+/// redis-rs `SentinelClient`s with the coordinator as their only sentinel, one per protocol they
+/// speak to it (RESP2, RESP3); in a TLS stack over TLS to it and to the data pods, with the lab's
+/// CA as the only root and the lab's client certificate presented to both.
+struct RedisRs {
+    label: String,
+    clients: Vec<(redis::ProtocolVersion, redis::sentinel::SentinelClient)>,
+}
+
+/// When each redis-rs client first wrote on the new master, counted from the cause.
+struct Followed(Vec<(redis::ProtocolVersion, Duration)>);
+
+impl Followed {
+    fn slowest(&self) -> Duration {
+        self.0
+            .iter()
+            .map(|(_, time)| *time)
+            .max()
+            .unwrap_or_default()
+    }
+
+    fn show(&self) -> String {
+        let times: Vec<String> = self
+            .0
+            .iter()
+            .map(|(protocol, time)| format!("{protocol:?} {}", outcome(&Ok(*time))))
+            .collect();
+        times.join(", ")
+    }
+}
+
+impl RedisRs {
+    fn new(stack: &Stack) -> Self {
+        use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+
+        let endpoint = stack.coordinator.listen_addr;
+        let (host, port) = (endpoint.ip().to_string(), endpoint.port());
+        let mut clients = Vec::new();
+        for protocol in [redis::ProtocolVersion::RESP2, redis::ProtocolVersion::RESP3] {
+            let sentinel = match &stack.tls {
+                None => redis::ConnectionAddr::Tcp(host.clone(), port),
+                Some(_) => redis::ConnectionAddr::TcpTls {
+                    host: host.clone(),
+                    port,
+                    insecure: false,
+                    tls_params: None,
+                },
+            };
+            let mut builder = SentinelClientBuilder::new(
+                [sentinel],
+                stack.lab.master_name(),
+                SentinelServerType::Master,
+            )
+            .expect("builder")
+            .set_client_to_sentinel_protocol(protocol);
+            if let Some(tls) = &stack.tls {
+                let certificates = redis_rs_certificates(&tls.client);
+                builder = builder
+                    .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                    .set_client_to_sentinel_certificates(certificates.clone())
+                    .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                    .set_client_to_redis_certificates(certificates);
+            }
+            clients.push((protocol, builder.build().expect("sentinel client")));
+        }
+        Self {
+            label: stack.label("redis-rs SentinelClient resp2+resp3"),
+            clients,
+        }
+    }
+
+    /// Resolves the master through the coordinator, writes `key` there and reads it back;
+    /// returns the master written to.
+    async fn write(
+        client: &mut redis::sentinel::SentinelClient,
+        key: &str,
+    ) -> redis::RedisResult<String> {
+        use redis::AsyncCommands as _;
+
+        let mut connection = client.get_async_connection().await?;
+        let _: () = connection.set(key, key).await?;
+        let read: Option<String> = connection.get(key).await?;
+        if read.as_deref() != Some(key) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "the write did not read back",
+                format!("{read:?}"),
+            )));
+        }
+        written_to(&mut connection).await
+    }
+
+    /// Every client writes `<step>-<protocol>` where the coordinator points; returns the master.
+    async fn write_each(&mut self, stack: &Stack, step: &str) -> String {
+        let mut master = String::new();
+        for (protocol, client) in &mut self.clients {
+            master = Self::write(client, &format!("{step}-{protocol:?}"))
+                .await
+                .unwrap_or_else(|error| {
+                    panic!("{protocol:?}: redis-rs writes through the coordinator: {error}")
+                });
+            assert_eq!(Some(master.clone()), stack.agreed_master(), "{protocol:?}");
+        }
+        master
+    }
+
+    /// Each client resolves afresh, every 100 ms, until it writes on a master other than `old`,
+    /// which must be the coordinator's verdict; returns when each got there after `since`.
+    async fn follow(&mut self, stack: &Stack, old: &str, step: &str, since: Instant) -> Followed {
+        let mut times = Vec::new();
+        for (protocol, client) in &mut self.clients {
+            let deadline = Instant::now() + WAIT;
+            let new = loop {
+                match Self::write(client, &format!("{step}-{protocol:?}")).await {
+                    Ok(master) if master != old => break master,
+                    Ok(_) | Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    other => {
+                        panic!("{protocol:?}: redis-rs never reached a new master: {other:?}")
+                    }
+                }
+            };
+            times.push((*protocol, since.elapsed()));
+            assert_eq!(
+                Some(new.clone()),
+                stack.agreed_master(),
+                "{protocol:?}: redis-rs follows the coordinator's verdict"
+            );
+        }
+        Followed(times)
+    }
+}
+
+/// The lab's CA as redis-rs's only root, and its client certificate.
+fn redis_rs_certificates(files: &TlsFiles) -> redis::TlsCertificates {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    };
+    redis::TlsCertificates {
+        client_tls: Some(redis::ClientTlsConfig {
+            client_cert: read(&files.cert),
+            client_key: read(&files.key),
+        }),
+        root_cert: Some(read(&files.ca)),
+    }
 }
 
 /// redis-rs (`SentinelClient`, RESP2 then RESP3 to the sentinel) writes through the master it
 /// resolves, the master is killed, and a fresh resolution through the coordinator leads it to
 /// the new master, where it writes again.
 async fn redis_rs_follows_a_kill_9_failover(version: ValkeyVersion) {
-    use redis::AsyncCommands as _;
-    use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
-
     let mut stack = Stack::on(version).await;
-    let endpoint = stack.coordinator.listen_addr;
-    let mut clients = Vec::new();
-    for protocol in [redis::ProtocolVersion::RESP2, redis::ProtocolVersion::RESP3] {
-        let client = SentinelClientBuilder::new(
-            [redis::ConnectionAddr::Tcp(
-                endpoint.ip().to_string(),
-                endpoint.port(),
-            )],
-            stack.lab.master_name(),
-            SentinelServerType::Master,
-        )
-        .expect("builder")
-        .set_client_to_sentinel_protocol(protocol)
-        .build()
-        .expect("sentinel client");
-        clients.push((protocol, client));
-    }
-    let mut old = None;
-    for (protocol, client) in &mut clients {
-        let mut connection = client
-            .get_async_connection()
-            .await
-            .expect("redis-rs resolves the master through the coordinator");
-        let _: () = connection
-            .set(format!("before-{protocol:?}"), 1)
-            .await
-            .expect("write");
-        let master = written_to(&mut connection).await.expect("which master");
-        assert_eq!(Some(master.clone()), stack.agreed_master(), "{protocol:?}");
-        old = Some(master);
-    }
-    let old = old.expect("written");
+    let mut rs = RedisRs::new(&stack);
+    let old = rs.write_each(&stack, "before").await;
     let index = stack
         .lab
         .data_index(old.parse().expect("ip:port"))
         .expect("a lab pod");
     stack.lab.kill(PodId::Data(index));
+    rs.follow(&stack, &old, "after", Instant::now()).await;
+    stack.stop().await;
+}
 
-    for (protocol, client) in &mut clients {
-        let deadline = Instant::now() + WAIT;
-        let new = loop {
-            let attempt = async {
-                let mut connection = client.get_async_connection().await?;
-                let _: () = connection.set(format!("after-{protocol:?}"), 1).await?;
-                written_to(&mut connection).await
-            }
-            .await;
-            match attempt {
-                Ok(master) if master != old => break master,
-                Ok(_) | Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => panic!("{protocol:?}: redis-rs never reached a new master: {other:?}"),
-            }
-        };
-        assert_eq!(
-            Some(new.clone()),
-            stack.agreed_master(),
-            "{protocol:?}: redis-rs follows the coordinator's verdict"
-        );
+/// TLS only, end to end: redis-py (`Sentinel`, RESP3), ioredis (`sentinels`, RESP3) and redis-rs
+/// (`SentinelClient`, RESP2 and RESP3) are each given the coordinator as their only sentinel,
+/// with the lab's CA and client certificate, and reach the data pods with the same; each writes
+/// and reads back where the coordinator points, follows a kill -9 of the master and a planned
+/// switchover to the coordinator's new verdict within the plaintext bounds. A plaintext `PING` on
+/// the coordinator's port gets no reply at all.
+async fn tls_only_clients_follow_a_kill_9_failover_and_a_switchover(version: ValkeyVersion) {
+    let mut stack = Stack::tls_on(version).await;
+    the_coordinator_answers_no_plaintext(&stack).await;
+    let mut pairs = [
+        Pair::spawn(&stack, &REDIS_PY),
+        Pair::spawn(&stack, &IOREDIS),
+    ];
+    let mut rs = RedisRs::new(&stack);
+    rows_follow_a_kill_9_failover_and_a_switchover(&mut stack, &mut pairs, Some(&mut rs)).await;
+    for pair in pairs {
+        pair.kill().await;
     }
     stack.stop().await;
 }
+
+/// A plaintext client on the coordinator's TLS port: its `PING` gets no RESP reply (nothing, a
+/// close, or a TLS alert), not even an error.
+async fn the_coordinator_answers_no_plaintext(stack: &Stack) {
+    let addr = stack.coordinator.listen_addr;
+    let mut stream = TcpStream::connect(addr).await.expect("the port is open");
+    let mut reply = Vec::new();
+    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut reply)).await;
+    }
+    assert!(
+        !reply
+            .first()
+            .is_some_and(|byte| b"+-:$*_%>|~#,(=!".contains(byte)),
+        "the coordinator answered a plaintext PING: {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+}
+
+valkey_lab::on_every_tls_version!(tls_only_clients_follow_a_kill_9_failover_and_a_switchover);
 
 valkey_lab::on_every_version!(
     redis_py_resp3_follows_a_kill_9_failover_and_a_switchover,
