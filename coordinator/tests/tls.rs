@@ -376,3 +376,47 @@ async fn unusable_files_are_refused_at_load_naming_the_file() {
     .expect_err("verifying clients needs a CA");
     assert!(error.to_string().contains("--tls-ca-cert-file"), "{error}");
 }
+
+#[tokio::test]
+async fn a_rotated_client_certificate_is_presented_on_new_links_and_old_links_keep_working() {
+    let dir = Scratch::new("client-rotation");
+    let mut pki = pki(&dir.0);
+    let server = TlsServer::start(
+        &pki,
+        &pki.volume(COORDINATOR).expect("issued").identity(),
+        ClientAuth::Required,
+    )
+    .await;
+    let tls = client(pki.ca_cert(), pki.volume(CLIENT), None);
+    let mut established = conn::connect(&server.addr(), &access(tls.clone()))
+        .await
+        .expect("connects");
+    ping(&server.addr(), &access(tls.clone()))
+        .await
+        .expect("served");
+
+    // The kubelet swaps an expired certificate into the client's volume: the next link presents
+    // it (and is refused for it), which shows the reload reached new connections.
+    let expired = pki.negative().expired.clone();
+    pki.install(CLIENT, &expired).expect("swapped in");
+    assert!(
+        tls.reload().expect("an expired pair still loads"),
+        "the swap is seen"
+    );
+    assert_refused(
+        ping(&server.addr(), &access(tls.clone())).await,
+        &server.addr(),
+        "alert",
+    );
+    let reply = established
+        .call(&["PING"])
+        .await
+        .expect("the old link still works");
+    assert!(is_pong(&reply), "{reply:?}");
+
+    pki.rotate(CLIENT).expect("a fresh certificate");
+    assert!(tls.reload().expect("loads"), "the second swap is seen");
+    ping(&server.addr(), &access(tls))
+        .await
+        .expect("the fresh certificate is accepted on a new link");
+}

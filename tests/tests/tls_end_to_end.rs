@@ -1,8 +1,9 @@
 //! The coordinator and its lifecycle actions TLS-only, end to end, on every TLS-capable build:
 //! `valkey-coordinator serve` (the binary, configured by flags as a container runs it) follows
 //! TLS sentinels, serves TLS clients with client certificates required, heals a wiped sentinel,
-//! follows a kill -9 failover, and the actions (`status`, `role-probe`, `switchover`,
-//! `member-leave`) reach the coordinator, the sentinels and the data pods over TLS; no plaintext
+//! follows a kill -9 failover, and every action (`status`, `role-probe`, `startup`,
+//! `switchover`, `member-leave`, `account-provision`, `reconfigure`) reaches the coordinator, the
+//! sentinels and the data pods over TLS; no plaintext
 //! port is open anywhere; a rotated coordinator certificate is served to new clients while
 //! established ones keep working; and a wrong CA, an expired client certificate or a missing
 //! one is refused with the peer and the cause named, never retried in plaintext.
@@ -335,7 +336,20 @@ async fn the_coordinator_and_every_action_run_tls_only(version: ValkeyVersion) {
     )
     .await
     .expect("the verdict follows the failover");
-    lab.start_data(0, valkey_lab::StartRole::ReplicaOf(agreed.addr))
+    // The old master comes back through `startup`, which asks over TLS whom to follow.
+    let mut startup = group.action("startup", &tls);
+    startup
+        .args(["--pod", &lab.data_addr(0).to_string()])
+        .args(["--coordinator", &listen.to_string()])
+        .args(["--write-config", &lab.include_path(0).display().to_string()]);
+    let decided = run(startup).await;
+    assert!(decided.success, "startup: {}", decided.stderr);
+    assert_eq!(
+        decided.stdout,
+        format!("replica {} {}", agreed.addr.ip(), agreed.addr.port()),
+        "the old master follows the new one"
+    );
+    lab.start_data(0, valkey_lab::StartRole::Included)
         .await
         .expect("the old master comes back as a replica");
     let new_index = lab.data_index(agreed.addr).expect("a lab pod");
@@ -363,6 +377,28 @@ async fn the_coordinator_and_every_action_run_tls_only(version: ValkeyVersion) {
     leave.args(["--pod", &replica.to_string()]);
     let left = run(leave).await;
     assert!(left.success, "member-leave: {}", left.stderr);
+
+    // An ACL account on every data pod, and a dynamic parameter applied, both over TLS.
+    let mut account = group.action("account-provision", &tls);
+    account
+        .args(["--account-name", "app", "--account-statement", "~app:* +get +set"])
+        .env("VALKEY_COORDINATOR_ACCOUNT_PASSWORD", "app-pw");
+    let provisioned = run(account).await;
+    assert!(provisioned.success, "account-provision: {}", provisioned.stderr);
+    assert_eq!(provisioned.stdout, "account app set on all 3 data pods");
+    let conf = lab.dir().join("updated.conf");
+    std::fs::write(&conf, "maxmemory-policy allkeys-lru\n").expect("an updated file");
+    let mut reconfigure = group.action("reconfigure", &tls);
+    reconfigure
+        .args(["--pod", &replica.to_string()])
+        .args(["--config-file", &conf.display().to_string()]);
+    let reconfigured = run(reconfigure).await;
+    assert!(reconfigured.success, "reconfigure: {}", reconfigured.stderr);
+    assert!(
+        reconfigured.stdout.contains("maxmemory-policy"),
+        "{}",
+        reconfigured.stdout
+    );
 
     // Rotation: the coordinator's certificate swapped on disk, as the kubelet does. New clients
     // are shown the new one within seconds; an established client keeps its link.
