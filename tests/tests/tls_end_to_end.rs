@@ -4,7 +4,8 @@
 //! follows a kill -9 failover, and every action (`status`, `role-probe`, `startup`,
 //! `switchover`, `member-leave`, `account-provision`, `reconfigure`) reaches the coordinator, the
 //! sentinels and the data pods over TLS; no plaintext
-//! port is open anywhere; a rotated coordinator certificate is served to new clients while
+//! port is open anywhere; with every sentinel wiped it rebuilds the monitors from what the data
+//! pods prove over TLS; a rotated coordinator certificate is served to new clients while
 //! established ones keep working; and a wrong CA, an expired client certificate or a missing
 //! one is refused with the peer and the cause named, never retried in plaintext.
 
@@ -381,10 +382,19 @@ async fn the_coordinator_and_every_action_run_tls_only(version: ValkeyVersion) {
     // An ACL account on every data pod, and a dynamic parameter applied, both over TLS.
     let mut account = group.action("account-provision", &tls);
     account
-        .args(["--account-name", "app", "--account-statement", "~app:* +get +set"])
+        .args([
+            "--account-name",
+            "app",
+            "--account-statement",
+            "~app:* +get +set",
+        ])
         .env("VALKEY_COORDINATOR_ACCOUNT_PASSWORD", "app-pw");
     let provisioned = run(account).await;
-    assert!(provisioned.success, "account-provision: {}", provisioned.stderr);
+    assert!(
+        provisioned.success,
+        "account-provision: {}",
+        provisioned.stderr
+    );
     assert_eq!(provisioned.stdout, "account app set on all 3 data pods");
     let conf = lab.dir().join("updated.conf");
     std::fs::write(&conf, "maxmemory-policy allkeys-lru\n").expect("an updated file");
@@ -429,6 +439,29 @@ async fn the_coordinator_and_every_action_run_tls_only(version: ValkeyVersion) {
         .await
         .expect("the old link still works");
     assert!(format!("{pong:?}").contains("PONG"), "{pong:?}");
+
+    // Every sentinel wiped at once: too few monitors for a majority, so the coordinator asks the
+    // data pods (over TLS) which master they prove, and registers it on every sentinel.
+    for j in 0..lab.sentinel_count() {
+        lab.restart_sentinel(j, SentinelStart::Wiped)
+            .await
+            .expect("a sentinel restarts wiped");
+    }
+    for j in 0..lab.sentinel_count() {
+        poll_until(
+            "every wiped sentinel to be healed",
+            WAIT,
+            POLL_EVERY,
+            || async {
+                match lab.sentinel_master_addr(j).await {
+                    Ok(Some(addr)) if addr == after.addr => Probe::Ready(()),
+                    other => Probe::Pending(format!("sentinel-{j}: {other:?}")),
+                }
+            },
+        )
+        .await
+        .expect("healed from the data pods over TLS");
+    }
 
     // Refusals name the peer and the cause; nothing is retried in plaintext.
     let sentinel = lab.sentinel_addr(0).to_string();
