@@ -12,8 +12,8 @@ use sentinel_protocol::sentinel::{Flag, MasterRecord, Value, master_addr};
 use tokio::time::Instant;
 use valkey_lab::{Client, Lab};
 
-/// Enough for the fan-out's ten thousand subscribers plus the bench's own probes.
-const MAX_CLIENTS: usize = 20_000;
+/// Enough for the large fan-out's fifty thousand subscribers plus the bench's own probes.
+const MAX_CLIENTS: usize = 60_000;
 
 /// A coordinator process started under a lab.
 #[derive(Debug, Clone)]

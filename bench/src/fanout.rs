@@ -2,13 +2,13 @@
 //! to `+switch-master` (for the tap's fan-out). Each client is a bare socket reading raw bytes, so
 //! that what is timed is the coordinator's delivery, not a client library's parsing.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -24,12 +24,40 @@ const CONNECTING_AT_ONCE: usize = 200;
 
 /// Opens `count` connections to `addr`, each proven live by one `PING`.
 pub async fn connect(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpStream>> {
-    open(count, move || async move {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        ping(stream).await
+    connect_from(addr, &[], count).await
+}
+
+/// The same, the connections spread over `sources` (loopback addresses bound before connecting),
+/// since one source address has only about 28,000 ephemeral ports towards one server.
+pub async fn connect_from(
+    addr: SocketAddr,
+    sources: &[IpAddr],
+    count: usize,
+) -> anyhow::Result<Vec<TcpStream>> {
+    let sources: Arc<[IpAddr]> = sources.into();
+    open(count, move |index| {
+        let sources = Arc::clone(&sources);
+        async move {
+            let stream = match sources.get(index % sources.len().max(1)) {
+                Some(source) => {
+                    let socket = TcpSocket::new_v4()?;
+                    socket.bind(SocketAddr::new(*source, 0))?;
+                    socket.connect(addr).await?
+                }
+                None => TcpStream::connect(addr).await?,
+            };
+            stream.set_nodelay(true)?;
+            ping(stream).await
+        }
     })
     .await
+}
+
+/// The payload of a pub/sub message as a subscriber reads it (`*3 $7 message $N channel $M
+/// payload`), to publish the same bytes elsewhere.
+pub fn payload_of(message: &str) -> Option<String> {
+    let lines: Vec<&str> = message.split("\r\n").collect();
+    (lines.len() >= MESSAGE_LINES).then(|| lines[MESSAGE_LINES - 1].to_owned())
 }
 
 /// The same over TLS: `count` handshakes with `config` (a client certificate when the server
@@ -41,7 +69,7 @@ pub async fn connect_tls(
 ) -> anyhow::Result<Vec<tokio_rustls::client::TlsStream<TcpStream>>> {
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = rustls::pki_types::ServerName::from(addr.ip());
-    open(count, move || {
+    open(count, move |_| {
         let connector = connector.clone();
         let name = name.clone();
         async move {
@@ -53,16 +81,17 @@ pub async fn connect_tls(
     .await
 }
 
-/// Opens `count` streams with `dial`, at most [`CONNECTING_AT_ONCE`] at a time.
+/// Opens `count` streams with `dial` (given each connection's index), at most
+/// [`CONNECTING_AT_ONCE`] at a time.
 async fn open<S, F, Fut>(count: usize, dial: F) -> anyhow::Result<Vec<S>>
 where
     S: Send + 'static,
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<S>> + Send,
 {
     let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut tasks = JoinSet::new();
-    for _ in 0..count {
+    for index in 0..count {
         let gate = Arc::clone(&gate);
         let dial = dial.clone();
         tasks.spawn(async move {
@@ -71,7 +100,7 @@ where
             // reset; a client would retry, and so does this one, a couple of times.
             let mut attempt = 0;
             loop {
-                match dial().await {
+                match dial(index).await {
                     Ok(stream) => return anyhow::Ok(stream),
                     Err(error) if attempt >= 3 => return Err(error),
                     Err(_) => {

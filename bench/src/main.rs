@@ -73,6 +73,10 @@ struct Args {
     /// Connected clients and tap subscribers for the memory and fan-out measurements.
     #[arg(long, default_value_t = 10_000)]
     subscribers: usize,
+    /// A second fan-out at this many subscribers, to show how the coordinator and Valkey grow
+    /// (0 skips it); capped at what the open-file limit lets one server process hold.
+    #[arg(long, default_value_t = 50_000)]
+    large_subscribers: usize,
     /// Rounds of each discovery workload per side (medians are reported).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -195,7 +199,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
 
     if wants(Phase::Fanout) {
         progress("many clients and the tap's fan-out");
-        match fanout_phase(args, &mut lab, &main, sentinel_pid).await {
+        match fanout_phase(args, &mut lab, &main, sentinel_pid, open_files).await {
             Ok((memory, fanout)) => {
                 memory_rows.extend(memory);
                 report.section("fan-out", fanout);
@@ -388,8 +392,8 @@ async fn fanout_phase(
     lab: &mut Lab,
     main: &Process,
     sentinel_pid: u32,
+    open_files: u64,
 ) -> anyhow::Result<(Vec<Row>, Vec<Row>)> {
-    let name = lab.master_name().to_owned();
     let first = args.subscribers.min(1_000);
     let mut streams = fanout::connect(main.addr, first).await?;
     let sentinel_streams = fanout::connect(lab.sentinel_addr(0), first).await?;
@@ -424,19 +428,100 @@ async fn fanout_phase(
         .data(json!({ "clients": args.subscribers, "coordinator_kib": at_all })),
     );
 
+    let measured = switch_fan_out(lab, main, streams, Some(&mut memory)).await?;
+    let mut fanout = measured.rows();
+    let count = measured.arrivals.len();
+    progress(&format!(
+        "  the anchor: valkey-server PUBLISH to {count} subscribers"
+    ));
+    let sources = source_ips(lab, Towards::Anchor, count);
+    let anchor = anchor_fan_out(lab, count, &sources, &measured.message).await?;
+    fanout.push(anchor_row(&measured, &anchor));
+
+    // Every server holds its subscribers in one process, so the open-file limit (inherited
+    // from this process, and not raisable without CAP_SYS_RESOURCE) bounds the large row.
+    let ceiling = usize::try_from(open_files.saturating_sub(1_000)).unwrap_or(usize::MAX);
+    if args.large_subscribers > 0 {
+        let large = args.large_subscribers.min(ceiling);
+        if large < args.large_subscribers {
+            progress(&format!(
+                "  {} subscribers asked for, {large} fit under RLIMIT_NOFILE {open_files}",
+                args.large_subscribers
+            ));
+        }
+        progress(&format!("  {large} subscribers"));
+        let sources = source_ips(lab, Towards::Coordinator, large);
+        let streams = fanout::connect_from(main.addr, &sources, large)
+            .await
+            .with_context(|| format!("connecting {large} subscribers"))?;
+        let measured = switch_fan_out(lab, main, streams, None).await?;
+        fanout.push(measured.spread_row());
+        progress(&format!(
+            "  the anchor: valkey-server PUBLISH to {large} subscribers"
+        ));
+        let sources = source_ips(lab, Towards::Anchor, large);
+        let anchor = anchor_fan_out(lab, large, &sources, &measured.message).await?;
+        fanout.push(anchor_row(&measured, &anchor));
+    }
+    Ok((memory, fanout))
+}
+
+/// Which server the connections go to, so each gets source addresses of its own: the ports of
+/// the coordinator's closed subscribers are still in TIME_WAIT when the anchor's connect.
+#[derive(Clone, Copy)]
+enum Towards {
+    Coordinator,
+    Anchor,
+}
+
+/// Distinct loopback source addresses for `count` connections to one server: one address has
+/// about 28,000 ephemeral ports, so each gets at most 20,000 connections.
+fn source_ips(lab: &Lab, towards: Towards, count: usize) -> Vec<IpAddr> {
+    let first = match towards {
+        Towards::Coordinator => 10,
+        Towards::Anchor => 20,
+    };
+    let needed = count.div_ceil(20_000).max(1);
+    (0..needed)
+        .map(|k| IpAddr::V4(lab.block().spare_ip(first + k)))
+        .collect()
+}
+
+/// One real `+switch-master` (a `SENTINEL FAILOVER`) delivered by the coordinator to `streams`,
+/// each subscribed to `+switch-master` first.
+struct SwitchFanOut {
+    arrivals: Vec<Instant>,
+    /// The message as the subscribers received it (RESP), for the anchor to publish the same.
+    message: String,
+    triggered: Instant,
+    switch_times: Vec<Instant>,
+    majority_at: Instant,
+    cpu_during: Duration,
+    tap_in_window: Vec<String>,
+}
+
+async fn switch_fan_out(
+    lab: &mut Lab,
+    main: &Process,
+    streams: Vec<tokio::net::TcpStream>,
+    memory: Option<&mut Vec<Row>>,
+) -> anyhow::Result<SwitchFanOut> {
+    let name = lab.master_name().to_owned();
+    let count = streams.len();
     let subscribers = fanout::subscribe(streams, WAIT)
         .await
         .context("subscribing every client to +switch-master")?;
     tokio::time::sleep(SETTLE).await;
-    let subscribed = procfs::rss_kib(main.pid)?;
-    memory.push(
-        Row::new(format!(
-            "resident memory, {} clients subscribed to +switch-master",
-            args.subscribers
-        ))
-        .coordinator(mib(subscribed))
-        .data(json!({ "subscribers": args.subscribers, "coordinator_kib": subscribed })),
-    );
+    if let Some(memory) = memory {
+        let subscribed = procfs::rss_kib(main.pid)?;
+        memory.push(
+            Row::new(format!(
+                "resident memory, {count} clients subscribed to +switch-master"
+            ))
+            .coordinator(mib(subscribed))
+            .data(json!({ "subscribers": count, "coordinator_kib": subscribed })),
+        );
+    }
 
     let events = EventLog::start(lab).await?;
     let old = lab
@@ -475,20 +560,53 @@ async fn fanout_phase(
     }
     let first_at = *arrivals.iter().min().context("no arrivals")?;
     let last_at = *arrivals.iter().max().context("no arrivals")?;
-    let from_first = Sample::new(arrivals.iter().map(|a| signed_ms(*a, first_at)).collect());
-    let from_majority = Sample::new(
-        arrivals
-            .iter()
-            .map(|a| signed_ms(*a, majority_at))
-            .collect(),
-    );
-    let spread = signed_ms(last_at, first_at);
     let tap_in_window = recorder.between(first_at, last_at);
     drop(recorder);
-    let fanout = vec![
+    drop(events);
+    lab.wait_sentinels_see(lab.data_count() - 1, lab.sentinel_count() - 1, WAIT)
+        .await?;
+    coordinator::wait_settled(main, &name, new, WAIT).await?;
+    Ok(SwitchFanOut {
+        arrivals,
+        message: messages[0].clone(),
+        triggered,
+        switch_times,
+        majority_at,
+        cpu_during,
+        tap_in_window,
+    })
+}
+
+impl SwitchFanOut {
+    fn first(&self) -> Instant {
+        self.arrivals
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(self.triggered)
+    }
+
+    fn spread(&self) -> f64 {
+        let last = self
+            .arrivals
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(self.triggered);
+        signed_ms(last, self.first())
+    }
+
+    fn from_first(&self) -> Sample {
+        let first = self.first();
+        Sample::new(self.arrivals.iter().map(|a| signed_ms(*a, first)).collect())
+    }
+
+    fn spread_row(&self) -> Row {
+        let from_first = self.from_first();
+        let spread = self.spread();
         Row::new(format!(
             "+switch-master to {} subscribers: first to last delivery",
-            arrivals.len()
+            self.arrivals.len()
         ))
         .coordinator(format!(
             "{spread:.1} ms (p50 {:.1}, p99 {:.1})",
@@ -497,36 +615,124 @@ async fn fanout_phase(
         ))
         .sentinel(format!(
             "sentinels' own spread, first to majority +switch-master: {:.1} ms",
-            signed_ms(majority_at, switch_times[0])
+            signed_ms(self.majority_at, self.switch_times[0])
         ))
         .comparison(format!(
             "{} tap messages (every channel) in that window, of which only +switch-master \
              wakes these subscribers; coordinator CPU from trigger to last delivery {:.0} ms",
-            tap_in_window.len(),
-            cpu_during.as_secs_f64() * 1e3
+            self.tap_in_window.len(),
+            self.cpu_during.as_secs_f64() * 1e3
         ))
-        .target("< 100 ms", Outcome::of(spread < 100.0))
         .data(json!({
-            "tap_messages_in_window": tap_in_window,
-            "coordinator_cpu_trigger_to_last_ms": cpu_during.as_secs_f64() * 1e3,
-            "subscribers": arrivals.len(),
+            "tap_messages_in_window": self.tap_in_window,
+            "coordinator_cpu_trigger_to_last_ms": self.cpu_during.as_secs_f64() * 1e3,
+            "subscribers": self.arrivals.len(),
             "from_first_delivery_ms": from_first.to_json(),
-            "from_majority_switch_ms": from_majority.to_json(),
-            "trigger_to_majority_switch_ms": signed_ms(majority_at, triggered),
-        })),
-        Row::new("same, from the majority's +switch-master to the last delivery")
-            .coordinator(format!(
-                "{:.1} ms (first delivery {:+.1} ms)",
-                from_majority.max(),
-                from_majority.min()
-            ))
-            .comparison("negative: the coordinator knew before the majority had published"),
-    ];
-    drop(events);
-    lab.wait_sentinels_see(lab.data_count() - 1, lab.sentinel_count() - 1, WAIT)
+            "trigger_to_majority_switch_ms": signed_ms(self.majority_at, self.triggered),
+        }))
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let from_majority = Sample::new(
+            self.arrivals
+                .iter()
+                .map(|a| signed_ms(*a, self.majority_at))
+                .collect(),
+        );
+        vec![
+            self.spread_row()
+                .target("< 100 ms", Outcome::of(self.spread() < 100.0)),
+            Row::new("same, from the majority's +switch-master to the last delivery")
+                .coordinator(format!(
+                    "{:.1} ms (first delivery {:+.1} ms)",
+                    from_majority.max(),
+                    from_majority.min()
+                ))
+                .comparison("negative: the coordinator knew before the majority had published")
+                .data(json!({ "from_majority_switch_ms": from_majority.to_json() })),
+        ]
+    }
+}
+
+/// The anchor: a plain `valkey-server` 9.1.2 with `count` subscribers of the same harness on
+/// `+switch-master`, and one `PUBLISH` of the message the coordinator delivered; the arrival
+/// times, as the coordinator's are taken.
+async fn anchor_fan_out(
+    lab: &mut Lab,
+    count: usize,
+    sources: &[IpAddr],
+    message: &str,
+) -> anyhow::Result<Vec<Instant>> {
+    let addr = SocketAddr::new(IpAddr::V4(lab.block().spare_ip(4)), 6379);
+    let mut command = std::process::Command::new(ValkeyVersion::V9_1_2.server_binary()?);
+    command
+        .args(["--bind", &addr.ip().to_string(), "--port", "6379"])
+        .args(["--maxclients", &(count + 1_000).to_string()])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(lab.dir());
+    lab.spawn_aux("anchor", command).await?;
+    let deadline = Instant::now() + WAIT;
+    let mut publisher = loop {
+        match valkey_lab::Client::connect(addr, None).await {
+            Ok(client) => break client,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(error) => return Err(error).context("the anchor valkey-server never answered"),
+        }
+    };
+    let streams = fanout::connect_from(addr, sources, count)
+        .await
+        .with_context(|| format!("connecting {count} subscribers to the anchor"))?;
+    let subscribers = fanout::subscribe(streams, WAIT)
+        .await
+        .context("subscribing to the anchor")?;
+    tokio::time::sleep(SETTLE).await;
+    let payload = fanout::payload_of(message).context("the coordinator's message")?;
+    publisher
+        .call(&["PUBLISH", "+switch-master", &payload])
         .await?;
-    coordinator::wait_settled(main, &name, new, WAIT).await?;
-    Ok((memory, fanout))
+    let (arrivals, messages) = subscribers.deliveries(WAIT).await?;
+    if messages.len() != 1 || messages[0] != message {
+        bail!("the anchor's subscribers received {messages:?}, expected {message:?}");
+    }
+    lab.kill_aux("anchor");
+    Ok(arrivals)
+}
+
+fn anchor_row(coordinator: &SwitchFanOut, anchor: &[Instant]) -> Row {
+    let first = anchor.iter().copied().min();
+    let last = anchor.iter().copied().max();
+    let spread = match (first, last) {
+        (Some(first), Some(last)) => signed_ms(last, first),
+        _ => f64::NAN,
+    };
+    let from_first = Sample::new(
+        anchor
+            .iter()
+            .map(|a| signed_ms(*a, first.unwrap_or(*a)))
+            .collect(),
+    );
+    let ratio = coordinator.spread() / spread;
+    Row::new(format!(
+        "the same message to {} subscribers: coordinator against valkey-server 9.1.2 PUBLISH",
+        anchor.len()
+    ))
+    .coordinator(format!("{:.1} ms", coordinator.spread()))
+    .sentinel(format!(
+        "valkey-server: {spread:.1} ms (p50 {:.1}, p99 {:.1})",
+        from_first.median(),
+        from_first.percentile(99.0)
+    ))
+    .comparison(format!("ratio {ratio:.2}"))
+    .target("ratio <= 1.50", Outcome::of(ratio <= 1.5))
+    .data(json!({
+        "subscribers": anchor.len(),
+        "coordinator_spread_ms": coordinator.spread(),
+        "valkey_spread_ms": spread,
+        "valkey_from_first_delivery_ms": from_first.to_json(),
+    }))
 }
 
 async fn current_master(lab: &Lab) -> anyhow::Result<usize> {

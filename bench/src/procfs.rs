@@ -62,19 +62,38 @@ fn clock_ticks_per_second() -> u64 {
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
 
-/// Raises the soft open-file limit to the hard one, so this process and the coordinator it
-/// spawns (children inherit limits) can each hold ten thousand loopback connections. Returns the
-/// new soft limit.
+/// The open files the large fan-out needs in one process: fifty thousand subscribers, the
+/// anchor's as many, and the bench's own.
+const WANTED_OPEN_FILES: u64 = 131_072;
+
+/// Raises the open-file limit so this process and the servers it spawns (children inherit
+/// limits) can each hold fifty thousand loopback connections: the hard limit too where the
+/// process may (root), up to the kernel's `nr_open`; else the soft limit to the hard one.
+/// Returns the new soft limit.
 #[allow(unsafe_code)]
 pub fn raise_open_files() -> io::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(0);
     // SAFETY: getrlimit/setrlimit read and write only the struct we pass, which outlives the call.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             return Err(io::Error::last_os_error());
+        }
+        let wanted = WANTED_OPEN_FILES.min(nr_open.max(limit.rlim_max));
+        if limit.rlim_max < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: wanted,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Ok(wanted);
+            }
         }
         limit.rlim_cur = limit.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
