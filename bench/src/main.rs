@@ -596,13 +596,13 @@ impl SwitchFanOut {
         signed_ms(last, self.first())
     }
 
-    fn from_first(&self) -> Sample {
+    fn since_first_delivery(&self) -> Sample {
         let first = self.first();
         Sample::new(self.arrivals.iter().map(|a| signed_ms(*a, first)).collect())
     }
 
     fn spread_row(&self) -> Row {
-        let from_first = self.from_first();
+        let from_first = self.since_first_delivery();
         let spread = self.spread();
         Row::new(format!(
             "+switch-master to {} subscribers: first to last delivery",
