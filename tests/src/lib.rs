@@ -50,6 +50,7 @@ pub mod helm;
 pub mod kubeblocks;
 pub mod lab;
 pub mod layout;
+pub mod netns;
 pub mod process;
 pub mod replies;
 pub mod report;
