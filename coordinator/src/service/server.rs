@@ -229,47 +229,68 @@ async fn accept(
             tracing::warn!(%peer, "client refused: max number of clients reached");
         }
         let shared = Arc::clone(&shared);
-        let tls = listener.tls.clone();
         let shutdown = shutdown.child_token();
-        tasks.spawn(async move {
-            let write_timeout = shared.config.write_timeout;
-            let Some(tls) = tls else {
-                match slot {
-                    Some(slot) => {
-                        connection::serve(stream, peer, &shared, shutdown).await;
-                        release(&shared, slot);
-                    }
-                    None => refuse(stream, write_timeout).await,
-                }
-                return;
-            };
-            // A TLS client gets its refusal, like its replies, inside TLS; the handshake has the
-            // deadline of a first command, so a silent peer cannot hold a slot longer.
-            let stream =
-                match tokio::time::timeout(shared.config.handshake_timeout, tls.accept(stream))
-                    .await
-                {
-                    Ok(Ok(stream)) => Some(stream),
-                    Ok(Err(error)) => {
-                        let cause = crate::tls::cause_of(&error);
-                        tracing::info!(%peer, %cause, "TLS handshake refused");
-                        None
-                    }
-                    Err(_) => {
-                        tracing::info!(%peer, "TLS handshake timed out");
-                        None
-                    }
-                };
-            match (stream, slot) {
-                (Some(stream), Some(slot)) => {
-                    connection::serve(stream, peer, &shared, shutdown).await;
-                    release(&shared, slot);
-                }
-                (Some(stream), None) => refuse(stream, write_timeout).await,
-                (None, Some(slot)) => release(&shared, slot),
-                (None, None) => {}
+        // One task type per transport: a task is as large as its largest state, and a plaintext
+        // client should not carry the room a TLS session's would need.
+        match listener.tls.clone() {
+            None => tasks.spawn(serve_plain(stream, peer, shared, slot, shutdown)),
+            Some(tls) => tasks.spawn(serve_tls(stream, peer, tls, shared, slot, shutdown)),
+        };
+    }
+}
+
+/// A plaintext client, or its refusal at the client limit.
+async fn serve_plain(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    match slot {
+        Some(slot) => {
+            connection::serve(stream, peer, &shared, shutdown).await;
+            release(&shared, slot);
+        }
+        None => refuse(stream, shared.config.write_timeout).await,
+    }
+}
+
+/// A TLS client: the handshake, under the deadline of a first command so a silent peer cannot
+/// hold a slot longer, then the client or, at the client limit, its refusal inside TLS.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: ServerTls,
+    shared: Arc<Shared>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    let handshake = tokio::time::timeout(shared.config.handshake_timeout, tls.accept(stream)).await;
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            let cause = crate::tls::cause_of(&error);
+            tracing::info!(%peer, %cause, "TLS handshake refused");
+            if let Some(slot) = slot {
+                release(&shared, slot);
             }
-        });
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            if let Some(slot) = slot {
+                release(&shared, slot);
+            }
+            return;
+        }
+    };
+    match slot {
+        Some(slot) => {
+            connection::serve(stream, peer, &shared, shutdown).await;
+            release(&shared, slot);
+        }
+        None => refuse(stream, shared.config.write_timeout).await,
     }
 }
 
