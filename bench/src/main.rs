@@ -414,6 +414,8 @@ async fn fanout_phase(
     );
     tokio::time::sleep(SETTLE).await;
     let at_all = procfs::rss_kib(main.pid)?;
+    let coordinator_kib_per_client =
+        (at_all as f64 - at_first.0 as f64) / (args.subscribers - first).max(1) as f64;
     memory.push(
         Row::new(format!(
             "resident memory, {} connected clients",
@@ -437,6 +439,27 @@ async fn fanout_phase(
     let sources = source_ips(lab, Towards::Anchor, count);
     let anchor = anchor_fan_out(lab, count, &sources, &measured.message).await?;
     fanout.push(anchor_row(&measured, &anchor));
+    memory.push(
+        Row::new(format!(
+            "resident memory per connected client ({count} clients): coordinator against \
+             valkey-server 9.1.2"
+        ))
+        .coordinator(format!("{coordinator_kib_per_client:.1} KiB"))
+        .sentinel(format!("valkey-server: {:.1} KiB", anchor.kib_per_client))
+        .comparison(format!(
+            "ratio {:.2}",
+            coordinator_kib_per_client / anchor.kib_per_client
+        ))
+        .target(
+            "ratio <= 1.00",
+            Outcome::of(coordinator_kib_per_client <= anchor.kib_per_client),
+        )
+        .data(json!({
+            "clients": count,
+            "coordinator_kib_per_client": coordinator_kib_per_client,
+            "valkey_kib_per_client": anchor.kib_per_client,
+        })),
+    );
 
     // Every server holds its subscribers in one process, so the open-file limit (inherited
     // from this process, and not raisable without CAP_SYS_RESOURCE) bounds the large row.
@@ -662,7 +685,7 @@ async fn anchor_fan_out(
     count: usize,
     sources: &[IpAddr],
     message: &str,
-) -> anyhow::Result<Vec<Instant>> {
+) -> anyhow::Result<Anchor> {
     let addr = SocketAddr::new(IpAddr::V4(lab.block().spare_ip(4)), 6379);
     let mut command = std::process::Command::new(ValkeyVersion::V9_1_2.server_binary()?);
     command
@@ -671,7 +694,7 @@ async fn anchor_fan_out(
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
         .arg("--dir")
         .arg(lab.dir());
-    lab.spawn_aux("anchor", command).await?;
+    let pid = lab.spawn_aux("anchor", command).await?;
     let deadline = Instant::now() + WAIT;
     let mut publisher = loop {
         match valkey_lab::Client::connect(addr, None).await {
@@ -682,9 +705,13 @@ async fn anchor_fan_out(
             Err(error) => return Err(error).context("the anchor valkey-server never answered"),
         }
     };
+    tokio::time::sleep(SETTLE).await;
+    let idle = procfs::rss_kib(pid)?;
     let streams = fanout::connect_from(addr, sources, count)
         .await
         .with_context(|| format!("connecting {count} subscribers to the anchor"))?;
+    tokio::time::sleep(SETTLE).await;
+    let connected = procfs::rss_kib(pid)?;
     let subscribers = fanout::subscribe(streams, WAIT)
         .await
         .context("subscribing to the anchor")?;
@@ -698,10 +725,20 @@ async fn anchor_fan_out(
         bail!("the anchor's subscribers received {messages:?}, expected {message:?}");
     }
     lab.kill_aux("anchor");
-    Ok(arrivals)
+    Ok(Anchor {
+        arrivals,
+        kib_per_client: (connected as f64 - idle as f64) / count.max(1) as f64,
+    })
 }
 
-fn anchor_row(coordinator: &SwitchFanOut, anchor: &[Instant]) -> Row {
+/// What the anchor measured: its deliveries, and its memory per connected client.
+struct Anchor {
+    arrivals: Vec<Instant>,
+    kib_per_client: f64,
+}
+
+fn anchor_row(coordinator: &SwitchFanOut, anchor: &Anchor) -> Row {
+    let anchor = &anchor.arrivals;
     let first = anchor.iter().copied().min();
     let last = anchor.iter().copied().max();
     let spread = match (first, last) {
