@@ -12,7 +12,11 @@
 
 use std::{fmt::Write as _, net::SocketAddr, path::Path, time::Duration};
 
-use crate::tls::TlsFiles;
+use crate::{
+    acl::{self, AclUser},
+    tls::TlsFiles,
+    version::ValkeyVersion,
+};
 
 /// Sentinel timings per master; short by default so failovers take seconds.
 ///
@@ -51,7 +55,8 @@ impl Default for SentinelTimings {
 ///   [`Self::replication_user`] if set.
 /// * Sentinels: `sentinel auth-user/auth-pass` with the sentinel user; if
 ///   [`Self::sentinel_password`] is set, the sentinels themselves require it (`requirepass`) and
-///   use it towards each other (`sentinel sentinel-pass`).
+///   use it towards each other (`sentinel sentinel-pass`), unless [`Self::sentinel_peer_user`]
+///   names one of [`Self::sentinel_acl_users`] for that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSpec {
     /// Password of the data pods' `default` user.
@@ -67,6 +72,12 @@ pub struct AuthSpec {
     pub replication_user: Option<(String, String)>,
     /// Password clients and peers need to talk to the sentinels; `None` leaves them open.
     pub sentinel_password: Option<String>,
+    /// ACL users every sentinel defines (`user` lines of its config), e.g. the coordinator's.
+    pub sentinel_acl_users: Vec<AclUser>,
+    /// The one of [`Self::sentinel_acl_users`] the sentinels log in to each other as (`sentinel
+    /// sentinel-user`/`sentinel-pass`); `None`: the `default` user with
+    /// [`Self::sentinel_password`].
+    pub sentinel_peer_user: Option<String>,
 }
 
 impl AuthSpec {
@@ -79,7 +90,42 @@ impl AuthSpec {
             sentinel_user_rules: "allchannels +@all".into(),
             replication_user: None,
             sentinel_password: None,
+            sentinel_acl_users: Vec::new(),
+            sentinel_peer_user: None,
         }
+    }
+
+    /// Every link with only what it needs (see [`crate::acl`]): the data pods' sentinel user
+    /// with [`acl::sentinel_user::rules`] for `version`; sentinels that require a password of
+    /// their `default` user (the lab's own admin clients), log in to each other as
+    /// [`acl::PEER_USER`] and define [`acl::COORDINATOR_USER`] for the coordinator.
+    pub fn least_privilege(version: ValkeyVersion) -> Self {
+        AuthSpec {
+            sentinel_user: acl::SENTINEL_USER.into(),
+            sentinel_user_rules: acl::sentinel_user_rules(version),
+            sentinel_password: Some("lab-sentinel-admin-pw".into()),
+            sentinel_acl_users: vec![
+                AclUser::new(
+                    acl::COORDINATOR_USER,
+                    "lab-coordinator-pw",
+                    acl::coordinator_user::RULES,
+                ),
+                AclUser::new(
+                    acl::PEER_USER,
+                    "lab-sentinel-peer-pw",
+                    acl::peer_user::RULES,
+                ),
+            ],
+            sentinel_peer_user: Some(acl::PEER_USER.into()),
+            ..AuthSpec::simple()
+        }
+    }
+
+    /// One of [`Self::sentinel_acl_users`], by name.
+    pub fn sentinel_acl_user(&self, name: &str) -> Option<&AclUser> {
+        self.sentinel_acl_users
+            .iter()
+            .find(|user| user.name == name)
     }
 }
 
@@ -194,9 +240,25 @@ pub(crate) fn render_sentinel(c: &SentinelConfig<'_>) -> String {
     let _ = writeln!(s, "daemonize no");
     let _ = writeln!(s, "logfile \"\"");
     let _ = writeln!(s, "dir {}", c.dir.display());
-    if let Some(password) = c.auth.and_then(|a| a.sentinel_password.as_deref()) {
-        let _ = writeln!(s, "requirepass {}", conf_arg(password));
-        let _ = writeln!(s, "sentinel sentinel-pass {}", conf_arg(password));
+    if let Some(auth) = c.auth {
+        for user in &auth.sentinel_acl_users {
+            let secret = conf_arg(&format!(">{}", user.password));
+            let _ = writeln!(s, "user {} on {secret} {}", user.name, user.rules);
+        }
+        let peer = auth
+            .sentinel_peer_user
+            .as_deref()
+            .and_then(|name| auth.sentinel_acl_user(name));
+        if let Some(password) = &auth.sentinel_password {
+            let _ = writeln!(s, "requirepass {}", conf_arg(password));
+            if peer.is_none() {
+                let _ = writeln!(s, "sentinel sentinel-pass {}", conf_arg(password));
+            }
+        }
+        if let Some(peer) = peer {
+            let _ = writeln!(s, "sentinel sentinel-user {}", conf_arg(&peer.name));
+            let _ = writeln!(s, "sentinel sentinel-pass {}", conf_arg(&peer.password));
+        }
     }
     if let Some(m) = &c.monitor {
         for line in monitor_lines(m, c.auth) {
@@ -388,6 +450,50 @@ mod tests {
         // The monitor must come before the options that name it.
         let monitor = text.find("sentinel monitor").unwrap();
         assert!(text.find("sentinel down-after").unwrap() > monitor);
+    }
+
+    #[test]
+    fn a_least_privilege_sentinel_defines_its_users_and_logs_in_to_peers_as_one() {
+        let auth = AuthSpec::least_privilege(ValkeyVersion::V9_1_2);
+        let text = render_sentinel(&SentinelConfig {
+            addr: "127.0.42.100:26379".parse().unwrap(),
+            dir: Path::new("/tmp/s"),
+            monitor: None,
+            auth: Some(&auth),
+            tls: None,
+            extra: &[],
+        });
+        let coordinator = format!(
+            "user coordinator on \">lab-coordinator-pw\" {}",
+            acl::coordinator_user::RULES.join(" ")
+        );
+        for line in [
+            coordinator.as_str(),
+            "requirepass lab-sentinel-admin-pw",
+            "sentinel sentinel-user sentinel-peer",
+            "sentinel sentinel-pass lab-sentinel-peer-pw",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_eq!(text.matches("sentinel-pass").count(), 1, "{text}");
+        let data = render_data(&DataConfig {
+            addr: "127.0.42.10:6379".parse().unwrap(),
+            dir: Path::new("/tmp/x"),
+            role: StartRole::Master,
+            auth: Some(&auth),
+            rdb: false,
+            tls: None,
+            extra: &[],
+        });
+        let user = format!(
+            "user sentinel on \">lab-sentinel-user-pw\" {}",
+            acl::sentinel_user::rules(ValkeyVersion::V9_1_2).join(" ")
+        );
+        assert!(data.lines().any(|l| l == user), "{data}");
+        assert!(data.contains("+failover"), "{data}");
     }
 
     #[test]

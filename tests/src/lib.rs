@@ -39,8 +39,10 @@
 //! RESP client), [`replies`] (reading replies), [`wait`] (deadline-bound waits), [`events`]
 //! (sentinel pub/sub), [`writer`] (acknowledged writes and loss checks), [`sampler`] (ROLE
 //! timeline and dual-master detection), [`report`] (the failure report), [`tls`] (a TLS lab's
-//! certificates, generated per run, and their rotation).
+//! certificates, generated per run, and their rotation), [`acl`] (the least-privilege users'
+//! rules, and setting users and reading `ACL LOG` on the pods).
 
+pub mod acl;
 pub mod apiserver;
 pub mod client;
 pub mod config;
@@ -60,6 +62,7 @@ pub mod version;
 pub mod wait;
 pub mod writer;
 
+pub use acl::{AclDenial, AclUser};
 pub use client::{Client, Credentials, Frame, Transport};
 pub use config::{AuthSpec, SentinelTimings, StartRole};
 pub use error::{LabError, Result};

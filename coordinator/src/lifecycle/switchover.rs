@@ -462,7 +462,8 @@ pub(super) async fn settled_master(
             Verdict::Agreed(agreement) => {
                 format!("a failover of {} is in progress", agreement.master)
             }
-            Verdict::NoQuorum(no) => format!("no agreed master ({:?})", no.reason),
+            // Which sentinel did not answer and why (a refused password, TLS, a timeout).
+            Verdict::NoQuorum(no) => survey.explain(format!("no agreed master: {}", no.reason)),
         };
         if budget.remaining() <= POLL * 5 {
             return Err(ActionError::refused(why));
@@ -766,6 +767,13 @@ async fn fail_over(
     let mode = match coordinated {
         Ok(Ok(true)) => FailoverMode::Coordinated,
         Ok(Ok(false)) => FailoverMode::Plain,
+        // Refused for want of permission: so would the failover be. Nothing is changed yet.
+        Ok(Err(error @ ConnError::Server { .. })) => {
+            return Err(ActionError::conn(
+                format!("SENTINEL FAILOVER on {chosen}"),
+                error,
+            ));
+        }
         // The probe's connection is in an unknown state: open another for the failover.
         _ => {
             sentinel = connection(budget, &chosen, &target.sentinel_access, "sentinel").await?;

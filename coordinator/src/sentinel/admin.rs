@@ -74,13 +74,35 @@ pub fn coordinated_supported(reply: &Value) -> bool {
 }
 
 /// Asks one sentinel whether it takes `COORDINATED`, without any chance of starting a failover.
+/// A `NOPERM` is an error, not "unsupported": the failover itself would be refused the same way,
+/// so the caller can stop before it closes the old master's write window. A version without
+/// `COORDINATED` rejects the argument count before it checks permissions, so it is asked once
+/// more without the argument.
 pub async fn probe_coordinated<S: AsyncRead + AsyncWrite + Unpin>(
     connection: &mut Connection<S>,
 ) -> Result<bool, ConnError> {
     let reply = connection
         .call(&["SENTINEL", "FAILOVER", PROBE_NAME, "COORDINATED"])
         .await?;
-    Ok(coordinated_supported(&reply))
+    if coordinated_supported(&refused_for_permission(reply)?) {
+        return Ok(true);
+    }
+    let reply = connection
+        .call(&["SENTINEL", "FAILOVER", PROBE_NAME])
+        .await?;
+    refused_for_permission(reply)?;
+    Ok(false)
+}
+
+/// A `NOPERM` reply to `SENTINEL FAILOVER` as the error it is; any other reply as it came.
+fn refused_for_permission(reply: Value) -> Result<Value, ConnError> {
+    match reply {
+        Value::Error(error) if error.starts_with("NOPERM") => Err(ConnError::Server {
+            command: "SENTINEL FAILOVER",
+            error,
+        }),
+        reply => Ok(reply),
+    }
 }
 
 /// Sends `SENTINEL FAILOVER <name> [COORDINATED]`, once.
@@ -286,6 +308,22 @@ mod tests {
         assert!(!coordinated_supported(&Value::Str(Bytes::from_static(
             b"OK"
         ))));
+    }
+
+    #[test]
+    fn a_failover_refused_for_permission_is_an_error_not_an_answer() {
+        let noperm = error(
+            "NOPERM User coordinator has no permissions to run the 'sentinel|failover' command",
+        );
+        assert!(matches!(
+            refused_for_permission(noperm),
+            Err(ConnError::Server {
+                command: "SENTINEL FAILOVER",
+                ..
+            })
+        ));
+        let unknown = error("ERR No such master with that name");
+        assert_eq!(refused_for_permission(unknown.clone()).ok(), Some(unknown));
     }
 
     #[test]
