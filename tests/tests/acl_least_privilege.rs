@@ -1232,27 +1232,23 @@ async fn a_wiped_sentinel_stays_unhealed(lab: &mut Lab, removal: &Removal, rule:
     // Counted as `unmonitored` (H2), or as `data_plane` (H6) when the healer's first look finds
     // sentinel-2 unmonitored before it has heard from a second monitoring sentinel.
     wait_heals(&coordinator.registry, "*", "failed").await;
-    let left = match lab.sentinel_master(2).await.expect("SENTINEL MASTER") {
-        None => "monitors nothing".to_owned(),
-        Some(record) => format!(
-            "monitors the master without its options (down-after {} ms, no auth-pass)",
-            record.instance.down_after_milliseconds
-        ),
-    };
+    // Nothing half-done: a registration whose `SET` is refused removes the monitor it added
+    // (a monitor without `auth-pass` would never be completed), so sentinel-2 monitors nothing
+    // and the next heal registers it afresh.
+    let record = lab.sentinel_master(2).await.expect("SENTINEL MASTER");
+    assert!(
+        record.is_none(),
+        "sentinel-2 is left half-registered: {record:?}"
+    );
     coordinator.stop().await.expect("coordinator stops");
     removal.note_refusal(lab, rule).await;
-    // A half-registered monitor lacks auth-pass, which no later heal sets (see the report): the
-    // way back starts sentinel-2 afresh.
     removal.restore(lab).await;
-    lab.restart_sentinel(2, SentinelStart::Wiped)
-        .await
-        .expect("sentinel-2 restarts wiped");
     let coordinator = start_coordinator(lab, true).await;
     lab.wait_monitors_as_spec(2, master, WAIT, POLL_EVERY)
         .await
         .expect("healed with it");
     coordinator.stop().await.expect("coordinator stops");
-    format!("the healer fails to register a wiped sentinel, which {left}")
+    "the healer fails to register a wiped sentinel, which is left monitoring nothing".to_owned()
 }
 
 /// Without `SENTINEL FAILOVER`: `switchover` fails naming `NOPERM` before it changed anything
@@ -1272,8 +1268,8 @@ async fn a_switchover_fails_before_any_change(lab: &mut Lab) -> String {
     format!("switchover fails before any change: {error}")
 }
 
-/// Without `SENTINEL RESET`: `member-leave` of the master fails naming `NOPERM` at the reset,
-/// after its failover.
+/// Without `SENTINEL RESET`: `member-leave` of the master fails naming `NOPERM` before its
+/// failover, since the reset that must follow it would be refused: the master stays.
 async fn member_leave_fails_at_the_reset(lab: &mut Lab) -> String {
     let master = named_master(lab).await.expect("a master is named");
     let error = member_leave::run(&target(lab, Some(master)), &budget())
@@ -1281,7 +1277,12 @@ async fn member_leave_fails_at_the_reset(lab: &mut Lab) -> String {
         .expect_err("member-leave fails")
         .to_string();
     assert!(error.contains("NOPERM"), "{error}");
-    format!("member-leave of the master fails after its failover: {error}")
+    assert_eq!(
+        named_master(lab).await,
+        Some(master),
+        "no failover was started"
+    );
+    format!("member-leave of the master fails before any failover: {error}")
 }
 
 // === the peer user on the sentinels ===

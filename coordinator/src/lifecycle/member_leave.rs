@@ -106,6 +106,7 @@ pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError
                     settled.master
                 ));
             }
+            may_reset_all(target, budget).await?;
             let new = switchover::planned_failover(
                 target,
                 &work,
@@ -122,6 +123,41 @@ pub async fn run(target: &Target, budget: &Budget) -> Result<String, ActionError
             ))
         }
     }
+}
+
+/// Refuses before the failover when a reachable sentinel would refuse the reset that follows
+/// it (rule 3), so a missing permission fails the action with nothing changed rather than after
+/// the master moved. An unreachable sentinel is left to the reset step, which names it.
+async fn may_reset_all(target: &Target, budget: &Budget) -> Result<(), ActionError> {
+    let mut asking = tokio::task::JoinSet::new();
+    for sentinel in target.sentinels.iter().cloned() {
+        let access = target.sentinel_access.clone();
+        let budget = *budget;
+        asking.spawn(async move {
+            let asked = step(
+                &budget,
+                STEP,
+                format!("SENTINEL RESET check on {sentinel}"),
+                async {
+                    let mut connection = conn::connect(&sentinel, &access).await?;
+                    admin::probe_reset(&mut connection).await
+                },
+            )
+            .await;
+            (sentinel, asked)
+        });
+    }
+    for (sentinel, asked) in asking.join_all().await {
+        if let Err(error) = asked
+            && error.to_string().contains("NOPERM")
+        {
+            return Err(ActionError::refused(format!(
+                "{sentinel} would refuse the reset after the failover, so none was started: \
+                 {error}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn pod_role(target: &Target, budget: &Budget, pod: &Addr) -> Option<Role> {

@@ -96,13 +96,26 @@ pub async fn probe_coordinated<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A `NOPERM` reply to `SENTINEL FAILOVER` as the error it is; any other reply as it came.
 fn refused_for_permission(reply: Value) -> Result<Value, ConnError> {
+    refused_for_permission_to(reply, "SENTINEL FAILOVER")
+}
+
+fn refused_for_permission_to(reply: Value, command: &'static str) -> Result<Value, ConnError> {
     match reply {
-        Value::Error(error) if error.starts_with("NOPERM") => Err(ConnError::Server {
-            command: "SENTINEL FAILOVER",
-            error,
-        }),
+        Value::Error(error) if error.starts_with("NOPERM") => {
+            Err(ConnError::Server { command, error })
+        }
         reply => Ok(reply),
     }
+}
+
+/// Whether this sentinel lets us `SENTINEL RESET`, asked with a pattern no monitored name
+/// matches (it resets nothing): an action that will have to reset after a failover asks before
+/// it, so a missing permission fails it with nothing changed.
+pub async fn probe_reset<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+) -> Result<(), ConnError> {
+    let reply = connection.call(&["SENTINEL", "RESET", PROBE_NAME]).await?;
+    refused_for_permission_to(reply, "SENTINEL RESET").map(|_| ())
 }
 
 /// Sends `SENTINEL FAILOVER <name> [COORDINATED]`, once.

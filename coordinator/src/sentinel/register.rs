@@ -107,11 +107,12 @@ pub async fn register(
         &["SENTINEL", "MONITOR", &spec.name, &host, &port, &quorum],
     )
     .await?;
-    match reply {
+    let added = match reply {
         Value::Error(error) if error.contains("Duplicate") => {
             // Someone registered it meanwhile; the read-back below decides whether that is
             // the monitor we want.
             tracing::debug!(name = %spec.name, "already monitored; completing and checking it");
+            false
         }
         Value::Error(error) => {
             return Err(HealError::Refused {
@@ -119,10 +120,42 @@ pub async fn register(
                 error: scrub(&error, spec),
             });
         }
-        _ => {}
+        _ => true,
+    };
+    match set_options(connection, spec, &every_option(spec)).await {
+        Err(refused @ HealError::Refused { .. }) if added => {
+            Err(undo_monitor(connection, spec, refused).await)
+        }
+        Err(error) => Err(error),
+        Ok(()) => read_back(connection, spec).await,
     }
-    set_options(connection, spec, &every_option(spec)).await?;
-    read_back(connection, spec).await
+}
+
+/// Removes the monitor this registration just added, after its `SET` was refused (a missing
+/// permission, a rejected value): a monitor without its options, `auth-pass` above all, would
+/// never be completed, since no read-back can see a password, where an unmonitored sentinel is
+/// registered afresh by the next heal. Returns the refusal, saying whether the undo worked.
+async fn undo_monitor(
+    connection: &mut Connection,
+    spec: &MonitorSpec,
+    refused: HealError,
+) -> HealError {
+    let removed = match call(connection, &["SENTINEL", "REMOVE", &spec.name]).await {
+        Ok(Value::Error(error)) => Err(scrub(&error, spec)),
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    };
+    match (refused, removed) {
+        (HealError::Refused { command, error }, Ok(())) => HealError::Refused {
+            command,
+            error: format!("{error} (the monitor just added was removed again)"),
+        },
+        (HealError::Refused { command, error }, Err(undo)) => HealError::Refused {
+            command,
+            error: format!("{error}; removing the monitor just added failed too: {undo}"),
+        },
+        (other, _) => other,
+    }
 }
 
 /// Sets `options` (name, value) on an existing monitor, then reads it back.
