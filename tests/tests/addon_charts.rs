@@ -683,3 +683,28 @@ fn every_charts_own_check_script_passes_with_the_real_tools() {
     }
     assert_no_failures("the charts' check scripts", &failures);
 }
+
+/// The least-privilege users the addon creates are exactly those the ACL scenarios prove
+/// (`tests/src/acl.rs`): the sentinel user on the data pods with Valkey 9's list (8.x
+/// sentinels never send its last three), the coordinator user on the sentinels.
+#[test]
+fn the_addons_acl_users_are_the_rules_the_acl_scenarios_prove() {
+    let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(addon_dir().join("valkey/values.yaml")).expect("values.yaml"),
+    )
+    .expect("YAML");
+    let rules = |key: &str| {
+        values["acl"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("acl.{key} in values.yaml"))
+            .to_owned()
+    };
+    assert_eq!(
+        rules("sentinelUser"),
+        valkey_lab::acl::sentinel_user_rules(valkey_lab::ValkeyVersion::V9_1_2)
+    );
+    assert_eq!(
+        rules("coordinatorUser"),
+        valkey_lab::acl::coordinator_user::RULES.join(" ")
+    );
+}

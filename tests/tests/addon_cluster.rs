@@ -135,6 +135,41 @@ async fn provisioning_bootstraps_one_primary_that_every_sentinel_and_the_coordin
     assert_eq!(primary, 0, "a fresh cluster bootstraps on pod 0");
     wait_sentinels_monitor(&cluster, 0).await;
     wait_coordinator_serves(&cluster, 0).await;
+
+    // The least-privilege users are the ones in use: the sentinels reach the primary as
+    // `sentinel` (registered by the coordinator as their auth-user), and the coordinator reaches
+    // every sentinel as `coordinator`.
+    let users_of = |addr, credentials: Option<Credentials>| async move {
+        let mut client = Client::connect(addr, credentials.as_ref())
+            .await
+            .expect("connects");
+        let listed = client.call(&["CLIENT", "LIST"]).await.expect("CLIENT LIST");
+        valkey_lab::replies::text(&listed).unwrap_or_default()
+    };
+    let primary_addr = cluster.pod_addr(DATA, 0).expect("a data pod");
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = users_of(primary_addr, Some(data_credentials(&cluster))).await;
+        if seen.matches("user=sentinel ").count() >= cluster.ordinals(SENTINEL).len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        seen.matches("user=sentinel ").count() >= cluster.ordinals(SENTINEL).len(),
+        "every sentinel logs in to the primary as `sentinel`: {seen}"
+    );
+    let sentinel_credentials = cluster
+        .password(SENTINEL, "default")
+        .map(Credentials::password);
+    for j in cluster.ordinals(SENTINEL) {
+        let addr = cluster.pod_addr(SENTINEL, j).expect("a sentinel");
+        let seen = users_of(addr, sentinel_credentials.clone()).await;
+        assert!(
+            seen.contains("user=coordinator "),
+            "the coordinator logs in to sentinel-{j} as `coordinator`: {seen}"
+        );
+    }
 }
 
 #[tokio::test]

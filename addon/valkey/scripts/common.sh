@@ -127,6 +127,17 @@ local_cli() {
   fi
 }
 
+# acl_user NAME PASSWORD RULES: the ACL line of a user with exactly RULES (from nothing:
+# `reset`) and PASSWORD, stored as its SHA-256 so the file never holds the password itself.
+acl_user() {
+  case $3 in
+    *'
+'*) die "the rules of $1 hold a newline" ;;
+  esac
+  _au_hash=$(printf '%s' "$2" | sha256sum)
+  printf 'user %s reset on #%s %s\n' "$1" "${_au_hash%% *}" "$3"
+}
+
 # use_password VALUE: REDISCLI_AUTH for the valkey-cli calls that follow (unset when empty).
 use_password() {
   if [ -n "$1" ]; then

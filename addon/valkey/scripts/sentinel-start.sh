@@ -37,6 +37,11 @@ conf=$RUNTIME_DIR/sentinel.conf
     printf 'requirepass %s\n' "$(conf_string "$password")"
     printf 'sentinel sentinel-pass %s\n' "$(conf_string "$password")"
   fi
+  if [ -n "${COORDINATOR_USER_PASSWORD:-}" ]; then
+    # The coordinator and the lifecycle actions log in as this least-privilege user.
+    need COORDINATOR_USER_RULES
+    acl_user coordinator "$COORDINATOR_USER_PASSWORD" "$COORDINATOR_USER_RULES"
+  fi
 } >"$conf.tmp"
 mv -f "$conf.tmp" "$conf"
 

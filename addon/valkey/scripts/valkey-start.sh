@@ -2,7 +2,8 @@
 # Entrypoint of a data pod's valkey container:
 #   valkey-start.sh [--timeout-ms MS]     (the budget of `startup`; its own default when absent)
 # 1. $DATA_DIR/users.acl: every ACL user kept as it is, `default` written fresh from the data
-#    password (with an aclfile the server ignores requirepass, so this line is the password).
+#    password (with an aclfile the server ignores requirepass, so this line is the password),
+#    and `sentinel`, the sentinels' least-privilege user, from its password and rules.
 # 2. $RUNTIME_DIR/valkey.conf (mode 0600): the rendered template, then what this pod owns
 #    (addresses, port or TLS, data paths, announce address, masterauth), then the decision of
 #    step 3.
@@ -30,7 +31,7 @@ acl=$DATA_DIR/users.acl
   if [ -f "$acl" ]; then
     while IFS= read -r line || [ -n "$line" ]; do
       case $line in
-        'user default '*) ;;
+        'user default '* | 'user sentinel '*) ;;
         *) printf '%s\n' "$line" ;;
       esac
     done <"$acl"
@@ -40,6 +41,10 @@ acl=$DATA_DIR/users.acl
     printf 'user default on #%s ~* &* +@all\n' "${hash%% *}"
   else
     printf 'user default on nopass ~* &* +@all\n'
+  fi
+  if [ -n "${SENTINEL_USER_PASSWORD:-}" ]; then
+    need SENTINEL_USER_RULES
+    acl_user sentinel "$SENTINEL_USER_PASSWORD" "$SENTINEL_USER_RULES"
   fi
 } >"$acl.tmp"
 mv -f "$acl.tmp" "$acl"

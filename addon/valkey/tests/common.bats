@@ -96,3 +96,10 @@ setup() {
   [ "$status" -eq 1 ]
   [[ "$output" == *"TLS_DIR is not set"* ]]
 }
+
+@test "an ACL user line holds the rules from nothing and the password's SHA-256, never the password" {
+  run acl_user sentinel 's3cret' '+ping &__sentinel__:hello'
+  [ "$status" -eq 0 ]
+  [ "$output" = "user sentinel reset on #$(printf s3cret | sha256sum | cut -d' ' -f1) +ping &__sentinel__:hello" ]
+  [[ "$output" != *s3cret* ]]
+}
