@@ -72,7 +72,17 @@ post_ready() {
   while :; do
     if out=$(
       export VALKEY_COORDINATOR_TIMEOUT_MS=5000
-      coordinator status 2>&1
+      # This script is self-contained (no common.sh): the pod's TLS settings, as there.
+      if [ "${TLS_ENABLED:-false}" = true ]; then
+        : "${TLS_DIR:?}"
+        VALKEY_COORDINATOR_TLS=true
+        VALKEY_COORDINATOR_TLS_CA_CERT_FILE=$TLS_DIR/ca.crt
+        VALKEY_COORDINATOR_TLS_CERT_FILE=$TLS_DIR/tls.crt
+        VALKEY_COORDINATOR_TLS_KEY_FILE=$TLS_DIR/tls.key
+        export VALKEY_COORDINATOR_TLS VALKEY_COORDINATOR_TLS_CA_CERT_FILE \
+          VALKEY_COORDINATOR_TLS_CERT_FILE VALKEY_COORDINATOR_TLS_KEY_FILE
+      fi
+      "$TOOLS_DIR/valkey-coordinator" status 2>&1
     ); then
       printf '%s\n' "$out"
       return 0
