@@ -22,6 +22,8 @@ use crate::{
     config::{self, AuthSpec, DataConfig, Monitor, SentinelConfig, SentinelTimings, StartRole},
     error::{LabError, Result},
     layout::{AddressBlock, MAX_DATA_PODS, MAX_SENTINELS, SPARE_IPS},
+    netlab,
+    netns::Network,
     process::{self, Signal},
     tls::{self, LabTls, TlsFiles},
     version::ValkeyVersion,
@@ -65,6 +67,10 @@ pub struct LabSpec {
     /// monitor nothing; the test starts each data pod ([`Lab::start_data`], typically with
     /// [`StartRole::Included`] after running the startup action).
     pub fresh: bool,
+    /// Every data pod and sentinel in a member of its own [`Network`] (a network namespace on a
+    /// private /24) instead of on the loopback block, so links can be cut one by one (see
+    /// [`crate::netlab`]).
+    pub netns: bool,
 }
 
 impl LabSpec {
@@ -83,6 +89,7 @@ impl LabSpec {
             data_config: Vec::new(),
             sentinel_config: Vec::new(),
             fresh: false,
+            netns: false,
         }
     }
 
@@ -123,6 +130,12 @@ impl LabSpec {
         self
     }
 
+    /// Puts every pod in a network namespace of its own (see [`LabSpec::netns`]); not with TLS.
+    pub fn netns(mut self, on: bool) -> Self {
+        self.netns = on;
+        self
+    }
+
     /// Turns TLS-only mode on (see [`LabSpec::tls`]); the version must be one of
     /// [`ValkeyVersion::TLS`].
     pub fn tls(mut self, on: bool) -> Self {
@@ -151,7 +164,16 @@ impl LabSpec {
             fs::remove_dir_all(&root)
                 .map_err(|e| LabError::io(format!("clearing {}", root.display()), e))?;
         }
-        let master = block.data_addr(0);
+        let net = if self.netns {
+            assert!(!self.tls, "a lab on namespaces is plaintext only");
+            Some(netlab::create_network(self.data_pods, self.sentinels)?)
+        } else {
+            None
+        };
+        let data_addr = |i| netlab::pod_addr(net.as_ref(), &block, self.data_pods, PodId::Data(i));
+        let sentinel_addr =
+            |j| netlab::pod_addr(net.as_ref(), &block, self.data_pods, PodId::Sentinel(j));
+        let master = data_addr(0);
         let data: Vec<Pod> = (0..self.data_pods)
             .map(|i| {
                 let id = PodId::Data(i);
@@ -162,7 +184,7 @@ impl LabSpec {
                 } else {
                     StartRole::ReplicaOf(master)
                 };
-                Pod::new(id, block.data_addr(i), &root, role)
+                Pod::new(id, data_addr(i), &root, role)
             })
             .collect();
         // Every data directory exists from the start, so a test can write a pod's include
@@ -174,7 +196,7 @@ impl LabSpec {
         let sentinels: Vec<Pod> = (0..self.sentinels)
             .map(|j| {
                 let id = PodId::Sentinel(j);
-                Pod::new(id, block.sentinel_addr(j), &root, StartRole::Master)
+                Pod::new(id, sentinel_addr(j), &root, StartRole::Master)
             })
             .collect();
         let tls = if self.tls {
@@ -199,6 +221,7 @@ impl LabSpec {
             transport,
             aux: Vec::new(),
             failed: AtomicBool::new(false),
+            net,
         };
         let started = lab.start_initial().await;
         lab.note(started)?;
@@ -323,6 +346,8 @@ pub struct Lab {
     /// Other processes the test started through the lab (a coordinator, a client script).
     pub(crate) aux: Vec<AuxProcess>,
     pub(crate) failed: AtomicBool,
+    /// The network of a lab on namespaces; dropped after every process is killed.
+    pub(crate) net: Option<Network>,
 }
 
 // === impl Lab: layout ===
@@ -752,7 +777,7 @@ impl Lab {
     }
 
     fn write_sentinel_config(&mut self, j: usize, with_monitor: bool) -> Result<()> {
-        let master = self.block.data_addr(0);
+        let master = self.data[0].addr;
         let pod = &self.sentinels[j];
         if pod.dir.exists() {
             fs::remove_dir_all(&pod.dir)
@@ -817,7 +842,13 @@ impl Lab {
         let stderr = log
             .try_clone()
             .map_err(|e| LabError::io("cloning a log handle", e))?;
-        let mut command = Command::new(&binary);
+        let mut command = match &self.net {
+            Some(net) => {
+                netlab::command_in(net, netlab::pod_member(net, self.data.len(), id), &binary)
+            }
+            None => Command::new(&binary),
+        };
+        let pod = self.pod_mut(id);
         command
             .arg(pod.config_path())
             .current_dir(&pod.dir)

@@ -40,7 +40,10 @@
 //! (sentinel pub/sub), [`writer`] (acknowledged writes and loss checks), [`sampler`] (ROLE
 //! timeline and dual-master detection), [`report`] (the failure report), [`tls`] (a TLS lab's
 //! certificates, generated per run, and their rotation), [`acl`] (the least-privilege users'
-//! rules, and setting users and reading `ACL LOG` on the pods).
+//! rules, and setting users and reading `ACL LOG` on the pods). A lab on namespaces
+//! ([`LabSpec::netns`]) puts every pod in a network namespace of its own ([`netns`] builds the
+//! network and its faults, [`netlab`] places the pods in it), and [`faults`] expands a seed into a
+//! schedule of faults and checks a run's samples.
 
 pub mod acl;
 pub mod apiserver;
@@ -48,10 +51,12 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod helm;
 pub mod kubeblocks;
 pub mod lab;
 pub mod layout;
+pub mod netlab;
 pub mod netns;
 pub mod process;
 pub mod replies;
@@ -132,4 +137,22 @@ macro_rules! on_every_tls_version {
             }
         )*
     };
+}
+
+/// The coordinator binary cargo built next to the running test executable
+/// (`target/<profile>/valkey-coordinator`): what the scenarios run as `serve` and as the
+/// lifecycle actions. Panics, saying how to build it, when it is not there.
+pub fn coordinator_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let binary = dir.join("valkey-coordinator");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p valkey-coordinator` first",
+        binary.display()
+    );
+    binary
 }

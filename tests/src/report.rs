@@ -24,6 +24,14 @@ impl Lab {
             self.master_name(),
             self.root.display()
         );
+        if let Some(net) = &self.net {
+            let faults: Vec<String> = net.active_faults().iter().map(|f| f.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "  pods on namespaces: network 10.213.{}.0/24, faults in place: {faults:?}",
+                net.block()
+            );
+        }
         for pod in self.pods() {
             let state = match (&pod.child, pod.paused) {
                 (Some(child), false) => format!("pid {}", child.id()),

@@ -335,7 +335,7 @@ async fn member_leave_of_a_replica_changes_nothing(version: ValkeyVersion) {
         .expect("a replica may leave");
     assert!(line.contains("nothing to do"), "{line}");
 
-    let binary = coordinator_binary();
+    let binary = valkey_lab::coordinator_binary();
     let group: Vec<String> = lab
         .sentinel_addrs()
         .iter()
@@ -463,22 +463,6 @@ async fn member_leave_with_every_sentinel_hung_refuses_the_master_in_time(versio
         lab.sentinel_master_addr(0).await.expect("answer"),
         Some(lab.data_addr(0))
     );
-}
-
-/// The coordinator binary, built next to this test's executable (`target/<profile>/`).
-fn coordinator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let binary = dir.join("valkey-coordinator");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p valkey-coordinator` first",
-        binary.display()
-    );
-    binary
 }
 
 valkey_lab::on_every_version!(

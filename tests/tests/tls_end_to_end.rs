@@ -10,7 +10,6 @@
 //! one is refused with the peer and the cause named, never retried in plaintext.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -28,22 +27,6 @@ use valkey_lab::{AuthSpec, Lab, LabSpec, PodId, SentinelStart, ValkeyVersion};
 const WAIT: Duration = Duration::from_secs(20);
 const COORDINATOR: &str = "coordinator";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-/// The coordinator binary, built next to this test's executable (`target/<profile>/`).
-fn coordinator_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    let binary = dir.join("valkey-coordinator");
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build -p valkey-coordinator` first",
-        binary.display()
-    );
-    binary
-}
 
 /// The TLS flags every invocation gets: the lab's CA, and `identity` as the certificate.
 fn tls_flags(ca: &std::path::Path, identity: &CertFiles) -> Vec<String> {
@@ -78,7 +61,7 @@ impl Group {
 
     /// An action's command: the group, its data-pod credentials (the `default` user), TLS.
     fn action(&self, action: &str, tls: &[String]) -> Command {
-        let mut command = Command::new(coordinator_binary());
+        let mut command = Command::new(valkey_lab::coordinator_binary());
         command
             .arg(action)
             .args(["--master-name", &self.master_name, "--timeout-ms", "15000"])
@@ -122,7 +105,7 @@ async fn run(mut command: Command) -> Outcome {
 /// `serve` with TLS on both sides, on 127.0.0.1 with a port of its choosing; returns the child
 /// and the port it logged.
 async fn serve(group: &Group, tls: &[String]) -> (Child, SocketAddr) {
-    let mut command = Command::new(coordinator_binary());
+    let mut command = Command::new(valkey_lab::coordinator_binary());
     command
         .args([
             "--log-format",
