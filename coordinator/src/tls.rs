@@ -79,6 +79,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("--tls-server-name {0:?} is neither a DNS name nor an IP address")]
     ServerName(String),
+    #[error("verifying client certificates needs --tls-ca-cert-file (or --tls-auth-clients no)")]
+    NoClientCa,
 }
 
 /// A certificate chain and its private key, as files.
@@ -347,16 +349,7 @@ fn build_server(files: &ServerFiles) -> Result<(rustls::ServerConfig, Snapshot),
             })?;
             builder.with_client_cert_verifier(verifier)
         }
-        (_, None) => {
-            return Err(TlsError::Read {
-                what: "the CA bundle for client certificates",
-                path: PathBuf::from("(none given)"),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "verifying client certificates needs --tls-ca-cert-file",
-                ),
-            });
-        }
+        (_, None) => return Err(TlsError::NoClientCa),
     };
     let (chain, key) = key_pair(&files.identity)?;
     let config = builder
