@@ -45,6 +45,18 @@ pub struct AddressBlock {
     _lock: File,
 }
 
+/// Every block number of `first..=last`, once each, from a per-process offset, so parallel
+/// processes claiming blocks rarely try the same one first.
+pub(crate) fn claim_order(first: u8, last: u8) -> impl Iterator<Item = u8> {
+    let span = u32::from(last - first) + 1;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let start = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
+    (0..span).map(move |step| first + ((start + step) % span) as u8)
+}
+
 impl AddressBlock {
     /// Claims the first free block, starting at a per-process offset so parallel processes rarely
     /// contend. `data_pods` and `sentinels` say which addresses are probed for bound ports.
@@ -53,14 +65,7 @@ impl AddressBlock {
         let dir = lock_dir();
         fs::create_dir_all(&dir)
             .map_err(|e| LabError::io(format!("creating {}", dir.display()), e))?;
-        let span = u32::from(LAST_BLOCK - FIRST_BLOCK) + 1;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let start = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
-        for step in 0..span {
-            let n = FIRST_BLOCK + ((start + step) % span) as u8;
+        for n in claim_order(FIRST_BLOCK, LAST_BLOCK) {
             let path = dir.join(format!("{n}.lock"));
             let file = OpenOptions::new()
                 .create(true)

@@ -11,7 +11,6 @@ use std::{
     collections::BTreeSet,
     fs::{self, File, OpenOptions},
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use super::{NetError, PREFIX, RANGE, Result, step::Step};
@@ -36,14 +35,7 @@ impl Block {
     /// and removes what a crashed holder left on it. A block whose /24 the root namespace already
     /// routes belongs to somebody else and is skipped.
     pub(super) fn claim() -> Result<Block> {
-        let span = u32::from(LAST_BLOCK - FIRST_BLOCK) + 1;
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let start = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
-        for step in 0..span {
-            let n = FIRST_BLOCK + ((start + step) % span) as u8;
+        for n in crate::layout::claim_order(FIRST_BLOCK, LAST_BLOCK) {
             let Some(lock) = try_lock(n)? else {
                 continue;
             };
