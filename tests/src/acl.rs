@@ -177,6 +177,9 @@ pub mod coordinator_user {
     /// `SENTINEL FAILOVER <name> [COORDINATED]`: `switchover` and `member-leave`, and the probe
     /// for `COORDINATED` (a failover of a name no sentinel monitors).
     pub const FAILOVER: &str = "+sentinel|failover";
+    /// `INFO sentinel` before that failover: a sentinel in TILT takes it with `+OK` but runs
+    /// nothing until TILT ends, so `switchover` and `member-leave` send it to one that is not.
+    pub const INFO: &str = "+info";
     /// `SENTINEL RESET <name>`: `member-leave` of the master, so the sentinels forget the
     /// departed pod.
     pub const RESET: &str = "+sentinel|reset";
@@ -194,6 +197,7 @@ pub mod coordinator_user {
         REMOVE,
         CONFIG,
         FAILOVER,
+        INFO,
         RESET,
     ];
 }

@@ -1129,6 +1129,7 @@ const COORDINATOR_ORDER: &[&str] = &[
     coordinator_user::MONITOR,
     coordinator_user::SET,
     coordinator_user::FAILOVER,
+    coordinator_user::INFO,
     coordinator_user::RESET,
 ];
 
@@ -1147,7 +1148,9 @@ async fn without_each_coordinator_user_permission_the_coordinator_breaks(version
             coordinator_user::CONFIG | coordinator_user::MONITOR | coordinator_user::SET => {
                 a_wiped_sentinel_stays_unhealed(lab, removal, rule).await
             }
-            coordinator_user::FAILOVER => a_switchover_fails_before_any_change(lab).await,
+            coordinator_user::FAILOVER | coordinator_user::INFO => {
+                a_switchover_fails_before_any_change(lab).await
+            }
             coordinator_user::RESET => member_leave_fails_at_the_reset(lab).await,
             other => panic!("no check for {other}"),
         };
@@ -1251,8 +1254,8 @@ async fn a_wiped_sentinel_stays_unhealed(lab: &mut Lab, removal: &Removal, rule:
     "the healer fails to register a wiped sentinel, which is left monitoring nothing".to_owned()
 }
 
-/// Without `SENTINEL FAILOVER`: `switchover` fails naming `NOPERM` before it changed anything
-/// (the old master was never paused).
+/// Without `SENTINEL FAILOVER`, or `INFO` (is the chosen sentinel in TILT?): `switchover` fails
+/// naming `NOPERM` before it changed anything (the old master was never paused).
 async fn a_switchover_fails_before_any_change(lab: &mut Lab) -> String {
     let master = named_master(lab).await.expect("a master is named");
     let i = lab.data_index(master).expect("a lab pod");

@@ -12,6 +12,8 @@ use std::time::Duration;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::lifecycle::{Budget, Target, knowledge, member_leave, switchover};
 use valkey_lab::sentinel_protocol::event::Channel;
+use valkey_lab::sentinel_protocol::info::InfoSentinel;
+use valkey_lab::wait::{Probe, poll_until};
 use valkey_lab::{
     EventLog, Lab, LabSpec, PodId, RoleSampler, RoleTimeline, SampledRole, SentinelTimings,
     ValkeyVersion, WriteLog, Writer,
@@ -480,6 +482,7 @@ valkey_lab::on_every_version!(
     a_sentinel_hung_during_a_switchover_ends_in_budget,
     member_leave_of_a_dead_master_still_named_fails_over_or_fails,
     a_wrong_master_agreed_fails_the_targeted_switchover_at_once,
+    a_sentinel_in_tilt_is_not_sent_the_failover,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -935,4 +938,64 @@ async fn a_wrong_master_agreed_fails_the_targeted_switchover_at_once(version: Va
         addr(lab.data_addr(3)),
         "the never-promote pod is agreed"
     );
+}
+
+/// Whether sentinel `j` is in TILT (`INFO sentinel`).
+async fn in_tilt(lab: &Lab, j: usize) -> bool {
+    let mut client = lab
+        .client(PodId::Sentinel(j))
+        .await
+        .expect("sentinel client");
+    let info: InfoSentinel = client
+        .call_typed(&["INFO", "sentinel"])
+        .await
+        .expect("INFO sentinel");
+    info.field("sentinel_tilt") == Some("1")
+}
+
+/// Sentinel-0, the one a fresh lab's failover goes to, was stopped for longer than its TILT
+/// trigger (2 s) and is in TILT, where it takes `SENTINEL FAILOVER` with `+OK` and runs
+/// nothing for 30 s: the switchover sends its one failover to another sentinel and completes
+/// while sentinel-0 is still in TILT, losing no write.
+async fn a_sentinel_in_tilt_is_not_sent_the_failover(version: ValkeyVersion) {
+    let mut lab = planned_lab(version, 3).await;
+    lab.pause(PodId::Sentinel(0)).expect("SIGSTOP");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    lab.resume(PodId::Sentinel(0)).expect("SIGCONT");
+    poll_until(
+        "sentinel-0 to enter TILT",
+        WAIT,
+        Duration::from_millis(50),
+        || async {
+            if in_tilt(&lab, 0).await {
+                Probe::Ready(())
+            } else {
+                Probe::Pending("sentinel_tilt:0".into())
+            }
+        },
+    )
+    .await
+    .expect("sentinel-0 in TILT");
+    let (events, sampler, writer) = start_observers(&lab).await;
+    switchover::run(&target(&lab), &budget(), None, None)
+        .await
+        .expect("the switchover succeeds through a sentinel not in TILT");
+    assert!(
+        in_tilt(&lab, 0).await,
+        "sentinel-0 left TILT: nothing proven"
+    );
+    let agreed = lab
+        .wait_sentinels_agree(WAIT, |master, _| master != lab.data_addr(0))
+        .await
+        .expect("a new agreed master");
+    let new = lab.data_index(agreed.addr).expect("a data pod");
+    check_lossless(&lab, "tilt", writer, sampler, new).await;
+    let tried: Vec<usize> = events
+        .snapshot()
+        .iter()
+        .filter(|e| e.event.channel == Channel::TryFailover)
+        .map(|e| e.sentinel)
+        .collect();
+    assert_eq!(tried.len(), 1, "one failover: {tried:?}");
+    assert_ne!(tried[0], 0, "the failover went to the sentinel in TILT");
 }

@@ -19,7 +19,8 @@
 //! 5. Bias: every replica but the candidate to 0; then wait until the `SENTINEL REPLICAS` of
 //!    every reachable sentinel naming the master shows exactly that.
 //! 6. One `SENTINEL FAILOVER`, to the reachable sentinel with the highest config epoch that
-//!    names the agreed master; `COORDINATED` where that sentinel takes it and the old master
+//!    names the agreed master and is not in TILT (one there takes the failover and runs it only
+//!    once TILT ends; all in TILT: wait within the budget, else fail with nothing changed); `COORDINATED` where that sentinel takes it and the old master
 //!    answers (the engine pauses, waits for the chosen replica and demotes itself); otherwise
 //!    the old master is paused (`CLIENT PAUSE WRITE`) first and the failover waits until the
 //!    replicas sentinel may pick have the master's offset (bounded). Any refusal, `INPROG` or
@@ -198,16 +199,21 @@ pub fn bias_seen(replicas: &[ReplicaRecord], wanted: &[(Addr, u64)], target: &Ta
     })
 }
 
-/// The sentinel to send the one failover to: among those that name `master`, the one with the
-/// highest config epoch (ties: the first configured). A cut-off sentinel with an older epoch,
-/// or one naming another master, is never chosen.
-pub fn choose_sentinel(survey: &Survey, master: &Addr, target: &Target) -> Option<Addr> {
+/// The sentinel to send the one failover to: among those that name `master` and are not in
+/// `skip` (found in TILT), the one with the highest config epoch (ties: the first configured).
+/// A cut-off sentinel with an older epoch, or one naming another master, is never chosen.
+pub fn choose_sentinel(
+    survey: &Survey,
+    master: &Addr,
+    target: &Target,
+    skip: &[Addr],
+) -> Option<Addr> {
     let mut best: Option<(&Addr, u64)> = None;
     for (id, polled) in survey.polled() {
         let SentinelView::Reports(report) = &polled.view else {
             continue;
         };
-        if !target.same_pod(&report.master, master) {
+        if !target.same_pod(&report.master, master) || skip.contains(id.addr()) {
             continue;
         }
         if best.is_none_or(|(_, epoch)| report.config_epoch > epoch) {
@@ -682,6 +688,46 @@ pub(super) async fn planned_failover(
     result
 }
 
+/// Rule 6's sentinel: [`choose_sentinel`], asked in turn whether it is in TILT, the next one
+/// taken while it is. `Ok(None)`: every sentinel naming `old` is (the caller waits within its
+/// budget). None names `old`: refused. A refused `INFO` (no `+info`) fails the operation
+/// before anything changed; an unreachable one is skipped like a tilted one.
+async fn untilted_sentinel(
+    target: &Target,
+    budget: &Budget,
+    survey: &Survey,
+    old: &Addr,
+) -> Result<Option<Addr>, ActionError> {
+    let mut skip = Vec::new();
+    while let Some(sentinel) = choose_sentinel(survey, old, target, &skip) {
+        let asked = async {
+            let mut connection = conn::connect(&sentinel, &target.sentinel_access).await?;
+            admin::tilt(&mut connection).await
+        };
+        match tokio::time::timeout(budget.share(STEP), asked).await {
+            Ok(Ok(None)) => return Ok(Some(sentinel)),
+            Ok(Ok(Some(since))) => {
+                tracing::info!(%sentinel, since_s = since, "sentinel in TILT: not sent the failover");
+            }
+            Ok(Err(error @ ConnError::Server { .. })) => {
+                return Err(ActionError::conn(
+                    format!("INFO sentinel on {sentinel}"),
+                    error,
+                ));
+            }
+            Ok(Err(error)) => tracing::warn!(%sentinel, %error, "cannot ask for TILT"),
+            Err(_) => tracing::warn!(%sentinel, "no INFO sentinel reply in time"),
+        }
+        skip.push(sentinel);
+    }
+    if skip.is_empty() {
+        return Err(ActionError::refused(format!(
+            "no reachable sentinel names {old} as master"
+        )));
+    }
+    Ok(None)
+}
+
 /// Closes the clients still connected to the demoted old master, as a sentinel does when it
 /// reconfigures one: they reconnect and ask where the master went. Best effort: a client left
 /// connected only reads `READONLY` until it does so itself.
@@ -737,9 +783,16 @@ async fn fail_over(
                 )));
             }
         };
-        let chosen = choose_sentinel(&survey, old, target).ok_or_else(|| {
-            ActionError::refused(format!("no reachable sentinel names {old} as master"))
-        })?;
+        let Some(chosen) = untilted_sentinel(target, budget, &survey, old).await? else {
+            if budget.remaining() <= STEP * 2 {
+                return Err(ActionError::refused(format!(
+                    "every reachable sentinel naming {old} is in TILT (a failover sent there \
+                     would not run until TILT ends)"
+                )));
+            }
+            budget.pause(POLL * 5).await;
+            continue;
+        };
         let chosen_replicas = survey
             .polled()
             .find(|(id, _)| id.addr() == &chosen)
@@ -1139,16 +1192,40 @@ pub(super) mod tests {
         // Sentinel 2 is cut off at an older epoch still naming pod 1; sentinel 1 is newest.
         let survey = survey_of(&[names(0, 3), names(0, 4), names(1, 2)]);
         assert_eq!(
-            choose_sentinel(&survey, &addr(0), &target),
+            choose_sentinel(&survey, &addr(0), &target, &[]),
             Some(sentinel(1))
         );
         let survey = survey_of(&[names(0, 4), names(0, 4), Says::Nothing]);
         assert_eq!(
-            choose_sentinel(&survey, &addr(0), &target),
+            choose_sentinel(&survey, &addr(0), &target, &[]),
             Some(sentinel(0)),
             "ties go to the first configured"
         );
-        assert_eq!(choose_sentinel(&survey, &addr(2), &target), None);
+        assert_eq!(choose_sentinel(&survey, &addr(2), &target, &[]), None);
+    }
+
+    #[test]
+    fn a_sentinel_in_tilt_is_passed_over_for_the_next_newest() {
+        let target = target(3);
+        let survey = survey_of(&[names(0, 3), names(0, 4), names(0, 4)]);
+        assert_eq!(
+            choose_sentinel(&survey, &addr(0), &target, &[sentinel(1)]),
+            Some(sentinel(2))
+        );
+        assert_eq!(
+            choose_sentinel(&survey, &addr(0), &target, &[sentinel(1), sentinel(2)]),
+            Some(sentinel(0)),
+            "an older epoch naming the master is still better than none"
+        );
+        assert_eq!(
+            choose_sentinel(
+                &survey,
+                &addr(0),
+                &target,
+                &[sentinel(0), sentinel(1), sentinel(2)]
+            ),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use sentinel_protocol::info::InfoSentinel;
 use sentinel_protocol::sentinel::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -116,6 +117,33 @@ pub async fn probe_reset<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), ConnError> {
     let reply = connection.call(&["SENTINEL", "RESET", PROBE_NAME]).await?;
     refused_for_permission_to(reply, "SENTINEL RESET").map(|_| ())
+}
+
+/// Whether this sentinel is in TILT (`INFO sentinel`'s `sentinel_tilt:1`), and for how many
+/// seconds. A sentinel in TILT takes `SENTINEL FAILOVER` with `+OK` and flags the failover, but
+/// runs no failover state machine until TILT ends (30 s after its clock last jumped: a process
+/// stopped or starved for over 2 s), so the one failover of an operation must not go there.
+pub async fn tilt<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+) -> Result<Option<u64>, ConnError> {
+    const COMMAND: &str = "INFO sentinel";
+    let text = text_reply(connection.call(&["INFO", "sentinel"]).await?, COMMAND)?;
+    let info = InfoSentinel::parse(&text).map_err(|error| ConnError::Reply {
+        command: COMMAND,
+        error,
+    })?;
+    match info.field("sentinel_tilt") {
+        Some("0") => Ok(None),
+        Some("1") => Ok(Some(
+            info.field("sentinel_tilt_since_seconds")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0),
+        )),
+        other => Err(ConnError::Server {
+            command: COMMAND,
+            error: format!("sentinel_tilt is {other:?}, not 0 or 1"),
+        }),
+    }
 }
 
 /// Sends `SENTINEL FAILOVER <name> [COORDINATED]`, once.
