@@ -41,6 +41,14 @@ impl ValkeyVersion {
         }
     }
 
+    /// The build named `name` ([`Self::as_str`]), e.g. from an environment variable.
+    pub fn named(name: &str) -> Option<ValkeyVersion> {
+        [Self::ALL.as_slice(), Self::TLS.as_slice()]
+            .concat()
+            .into_iter()
+            .find(|v| v.as_str() == name.trim())
+    }
+
     /// The release the server reports (`INFO server`'s `valkey_version`, a ComponentVersion's
     /// service version): [`Self::as_str`] without the build's suffix.
     pub fn release(self) -> &'static str {

@@ -3,7 +3,9 @@
 //! coordinator, two writers (one through the coordinator, one straight through the sentinels)
 //! and 10 Hz samplers running, then checked (see `runner.rs` and `valkey_lab::faults`).
 //!
-//! * CI: `seed_1` ..= `seed_20`, one test each, so nextest runs them in parallel.
+//! * CI: `seed_1` ..= `seed_20` on 9.1.2 and `v8_seed_21` ..= `v8_seed_26` on 8.1.8, one test
+//!   each, so nextest runs them in parallel.
+//! * `FAULT_VERSION=8.1.8` (any build's name) runs the modes below on that build.
 //! * Many: `FAULT_SEEDS=1-500 cargo nextest run -p valkey-lab --all-features --test faults
 //!   --run-ignored only many --no-capture` (a range `a-b` or a list `1,5,9`).
 //! * Replay one: `FAULT_SEED=17 ... --run-ignored only replay --no-capture`.
@@ -15,10 +17,21 @@ mod runner;
 
 use std::time::{Duration, Instant};
 
-use valkey_lab::faults::{Action, Schedule};
+use valkey_lab::{
+    ValkeyVersion,
+    faults::{Action, Schedule},
+};
 
-async fn check_seed(seed: u64) {
-    let (outcome, _bench) = runner::run_seed(seed).await;
+/// The build `FAULT_VERSION` names (`8.1.8`, ...), else the schedules' default.
+fn version() -> ValkeyVersion {
+    match std::env::var("FAULT_VERSION") {
+        Ok(name) => ValkeyVersion::named(&name).expect("FAULT_VERSION names a build, e.g. 8.1.8"),
+        Err(_) => Schedule::DEFAULT_VERSION,
+    }
+}
+
+async fn check_seed(version: ValkeyVersion, seed: u64) {
+    let (outcome, _bench) = runner::run_seed(version, seed).await;
     eprintln!("{}{}", outcome.schedule, outcome.line());
     assert!(
         outcome.violations.is_empty(),
@@ -28,17 +41,18 @@ async fn check_seed(seed: u64) {
 }
 
 macro_rules! seeds {
-    ($($name:ident = $seed:literal),* $(,)?) => {
+    ($version:expr; $($name:ident = $seed:literal),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                check_seed($seed).await;
+                check_seed($version, $seed).await;
             }
         )*
     };
 }
 
 seeds!(
+    Schedule::DEFAULT_VERSION;
     seed_1 = 1,
     seed_2 = 2,
     seed_3 = 3,
@@ -59,6 +73,17 @@ seeds!(
     seed_18 = 18,
     seed_19 = 19,
     seed_20 = 20,
+);
+
+// The same runner on 8.x, where a switchover pauses the old master itself (no `COORDINATED`).
+seeds!(
+    ValkeyVersion::V8_1_8;
+    v8_seed_21 = 21,
+    v8_seed_22 = 22,
+    v8_seed_23 = 23,
+    v8_seed_24 = 24,
+    v8_seed_25 = 25,
+    v8_seed_26 = 26,
 );
 
 /// `a-b` or `a,b,c`.
@@ -84,7 +109,7 @@ async fn many() {
     // later seed's lab reuses (and clears) its directory.
     let mut kept = Vec::new();
     for seed in seeds {
-        let (outcome, mut bench) = runner::run_seed(seed).await;
+        let (outcome, mut bench) = runner::run_seed(version(), seed).await;
         eprintln!("{}", outcome.line());
         if !outcome.violations.is_empty() {
             eprintln!("{}", runner::report(&outcome));
@@ -106,7 +131,7 @@ async fn replay() {
         .expect("FAULT_SEED=<n>")
         .parse()
         .expect("a seed");
-    check_seed(seed).await;
+    check_seed(version(), seed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,7 +143,7 @@ async fn soak() {
         .expect("seconds");
     let until = Instant::now() + Duration::from_secs(secs);
     let began = Instant::now();
-    let mut bench = runner::Bench::start().await;
+    let mut bench = runner::Bench::start(version()).await;
     let mut seed: u64 = std::env::var("FAULT_SOAK_FIRST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -132,7 +157,7 @@ async fn soak() {
     };
     usage(&bench, "start");
     while Instant::now() < until {
-        let mut schedule = Schedule::from_seed(seed);
+        let mut schedule = Schedule::from_seed(seed).on(version());
         // One coordinator for the whole soak: its fd count and memory are what is measured.
         schedule
             .steps

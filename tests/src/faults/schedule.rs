@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::version::ValkeyVersion;
+
 /// A small, dependency-free PRNG (splitmix64): good enough to pick faults, and stable across
 /// releases of anything, which a replayable seed needs.
 #[derive(Debug, Clone)]
@@ -194,11 +196,14 @@ pub struct Step {
     pub hold_ms: u64,
 }
 
-/// A bounded list of steps expanded from a seed.
+/// A bounded list of steps expanded from a seed, and the build it runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Schedule {
     /// The seed it came from.
     pub seed: u64,
+    /// The Valkey build of the data pods and sentinels ([`Schedule::DEFAULT_VERSION`] unless
+    /// [`Schedule::on`] says otherwise); a seed gives the same steps on every build.
+    pub version: ValkeyVersion,
     /// The steps, in order.
     pub steps: Vec<Step>,
 }
@@ -216,6 +221,14 @@ const MAX_HOLD_MS: u64 = 3500;
 const PLANNED_PERCENT: u64 = 80;
 
 impl Schedule {
+    /// The build a schedule runs on unless [`Schedule::on`] names another.
+    pub const DEFAULT_VERSION: ValkeyVersion = ValkeyVersion::V9_1_2;
+
+    /// The same steps on `version`.
+    pub fn on(self, version: ValkeyVersion) -> Schedule {
+        Schedule { version, ..self }
+    }
+
     /// The schedule for `seed`, for a group of 3 data pods and 3 sentinels.
     pub fn from_seed(seed: u64) -> Schedule {
         let mut rng = Rng::new(seed);
@@ -235,7 +248,11 @@ impl Schedule {
             };
             steps.insert(at, Step { action, hold_ms: 0 });
         }
-        Schedule { seed, steps }
+        Schedule {
+            seed,
+            version: Self::DEFAULT_VERSION,
+            steps,
+        }
     }
 }
 
@@ -301,11 +318,17 @@ fn random_fault(rng: &mut Rng) -> Action {
 
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = if self.version == Self::DEFAULT_VERSION {
+            String::new()
+        } else {
+            format!("FAULT_VERSION={} ", self.version.as_str())
+        };
         writeln!(
             f,
-            "seed {} ({} steps; replay: FAULT_SEED={} cargo nextest run -p valkey-lab \
-             --all-features --test faults --run-ignored all replay)",
+            "seed {} on {} ({} steps; replay: {version}FAULT_SEED={} cargo nextest run \
+             -p valkey-lab --all-features --test faults --run-ignored all replay)",
             self.seed,
+            self.version.as_str(),
             self.steps.len(),
             self.seed
         )?;

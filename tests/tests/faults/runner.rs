@@ -27,7 +27,10 @@ use valkey_lab::{
     client::DEFAULT_TIMEOUT,
     faults::{Action, Answer, NetFault, Role, Sampler, Schedule, Window, check},
     netns::{Fault, Member, Rate},
-    sentinel_protocol::role::{LinkState, Role as ValkeyRole},
+    sentinel_protocol::{
+        role::{LinkState, Role as ValkeyRole},
+        sentinel::Flag,
+    },
     wait::{Probe, poll_until},
 };
 
@@ -61,10 +64,10 @@ pub struct Bench {
 }
 
 impl Bench {
-    /// Starts the lab (3 data pods, 3 sentinels, the lab's short timings) and the coordinator,
-    /// and waits until the coordinator names pod 0.
-    pub async fn start() -> Bench {
-        let lab = LabSpec::new(ValkeyVersion::V9_1_2)
+    /// Starts the lab (3 data pods, 3 sentinels of `version`, the lab's short timings) and the
+    /// coordinator, and waits until the coordinator names pod 0.
+    pub async fn start(version: ValkeyVersion) -> Bench {
+        let lab = LabSpec::new(version)
             .netns(true)
             .start()
             .await
@@ -230,12 +233,12 @@ impl Outcome {
     }
 }
 
-/// Runs `seed` on a fresh bench and checks it. On a violation the lab is marked failed (its
-/// report printed and its directory kept when the bench is dropped) and the outcome carries
-/// the evidence.
-pub async fn run_seed(seed: u64) -> (Outcome, Bench) {
-    let mut bench = Bench::start().await;
-    let schedule = Schedule::from_seed(seed);
+/// Runs `seed` on a fresh bench of `version` and checks it. On a violation the lab is marked
+/// failed (its report printed and its directory kept when the bench is dropped) and the
+/// outcome carries the evidence.
+pub async fn run_seed(version: ValkeyVersion, seed: u64) -> (Outcome, Bench) {
+    let mut bench = Bench::start(version).await;
+    let schedule = Schedule::from_seed(seed).on(version);
     let outcome = run_schedule(&mut bench, &schedule).await;
     if !outcome.violations.is_empty() {
         bench.lab.mark_failed();
@@ -715,6 +718,36 @@ async fn settled(lab: &Lab, coordinator: SocketAddr) -> Result<usize, String> {
     if named.values().any(|a| *a != first) {
         return Err(format!("sentinels disagree: {named:?}"));
     }
+    // Named is not enough: a sentinel whose link to the master is still reconnecting (a SYN
+    // retried with backoff after a one-way cut) keeps its down timer running, and its own
+    // failover would start during the next step. Settled means every sentinel has heard the
+    // master's PONG within half of down-after and flags nothing down or failing over.
+    let down_after = lab.spec().timings.down_after.as_millis() as i64;
+    for j in 0..lab.sentinel_count() {
+        let record = lab
+            .sentinel_master(j)
+            .await
+            .map_err(|e| format!("sentinel-{j}: {e}"))?
+            .ok_or_else(|| format!("sentinel-{j} monitors nothing"))?;
+        let flags = &record.instance.flags;
+        if [
+            Flag::SDown,
+            Flag::ODown,
+            Flag::FailoverInProgress,
+            Flag::Disconnected,
+        ]
+        .iter()
+        .any(|f| flags.contains(*f))
+        {
+            return Err(format!("sentinel-{j} flags the master {flags:?}"));
+        }
+        let pong = record.instance.last_ok_ping_reply;
+        if pong > down_after / 2 {
+            return Err(format!(
+                "sentinel-{j} last heard the master's PONG {pong} ms ago"
+            ));
+        }
+    }
     let master = lab
         .data_index(first)
         .ok_or_else(|| format!("sentinels name {first}, not a data pod"))?;
@@ -763,6 +796,16 @@ async fn settled(lab: &Lab, coordinator: SocketAddr) -> Result<usize, String> {
             .find(|a| *a != first && !known(*a))
         {
             return Err(format!("sentinel-{j} does not know the replica {unknown}"));
+        }
+        // A replica a sentinel flags down or disconnected is one it would not promote: a
+        // planned step right after would be refused `NOGOODSLAVE`.
+        if let Some(down) = replicas.iter().find(|r| {
+            r.instance.flags.contains(Flag::SDown) || r.instance.flags.contains(Flag::Disconnected)
+        }) {
+            return Err(format!(
+                "sentinel-{j} flags the replica {}:{} {:?}",
+                down.instance.ip, down.instance.port, down.instance.flags
+            ));
         }
     }
     match coordinator_master(coordinator, lab.master_name()).await {
