@@ -19,6 +19,7 @@ bash tests/install-valkey.sh >/dev/null
 # version), shellcheck, bats, rclone, promtool and the prometheus-operator CRDs, for the addon.
 bash tests/install-addon-tools.sh >/dev/null
 bash tests/install-clients.sh >/dev/null
+bash tests/install-netfilter.sh >/dev/null
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings

@@ -19,8 +19,8 @@
 //! **The harness** reaches the members through the one interface the run adds to the root
 //! namespace, `vkn<N>`, a veth whose peer is a port of the hub's bridge; the lab's
 //! [`crate::Client`], and any process the test starts in the root namespace, work unchanged.
-//! (Dialling from inside a namespace would need `setns(2)` on a thread: unsafe code, which the
-//! workspace denies. [`Network::dial`] runs a dial inside a member instead.) Members have no
+//! (Dialling from inside a namespace would need a thread moved there with `setns(2)`, as the delay
+//! fault's is; [`Network::dial`] runs a dial inside a member instead.) Members have no
 //! default route and the root namespace's forwarding is left as it is (off here), so a member's
 //! packets cannot leave the run's namespaces. The one lasting change to the host is a guard
 //! route, `unreachable 10.213.0.0/16 metric 4213`, added once and never removed: a live run's own
@@ -29,15 +29,20 @@
 //! `EHOSTUNREACH` instead of leaving by the host's default route.
 //!
 //! **What this kernel offers** (6.18 here; see `/proc/config.gz`), and what follows:
-//! * No netem (`CONFIG_NET_SCH_NETEM` unset): no real delay, jitter, duplication or reordering.
-//!   Delay is approximated by a TBF rate limit, which only delays what queues behind it.
+//! * No netem (`CONFIG_NET_SCH_NETEM` unset) and no act_bpf: no qdisc here delays or reorders
+//!   packets (a TBF rate limit, [`Fault::slow`], delays only what queues behind it), and nothing
+//!   duplicates them. Delay, jitter and reordering come from netfilter instead: the NFQUEUE target
+//!   (`CONFIG_NETFILTER_XT_TARGET_NFQUEUE`) hands each packet to a thread of the test process,
+//!   which issues its verdict at the packet's own release time ([`Fault::delay`]).
 //! * No gact (`CONFIG_NET_ACT_GACT` unset): `tc ... action drop` does not exist. Packets are
 //!   dropped by classifying them into an HTB class whose leaf is `pfifo limit 0`, which drops
 //!   everything it is given. Every member's `eth0` carries that HTB from the start: class `1:1`
 //!   (the default, 10 Gbit/s: unlimited in practice) for traffic, class `1:2` for drops.
 //! * No SFQ, FQ, PIE, RED, prio or skbedit; there are HTB, TBF, ingress/clsact, u32, cls_bpf and
-//!   mirred. nftables and iptables are in the kernel but their tools are not installed; nothing
-//!   here needs them.
+//!   mirred. iptables (the legacy x_tables, `CONFIG_IP_NF_IPTABLES`) and nftables are in the
+//!   kernel, but nftables has no `queue` expression (`CONFIG_NFT_QUEUE` unset) and neither tool is
+//!   installed: the delay fault runs Debian's `iptables-legacy`, which
+//!   `tests/install-netfilter.sh` unpacks under `.deps/iptables`.
 //! * A `blackhole` route is *not* silent for locally generated traffic: `connect(2)` fails at once
 //!   with `EINVAL` (`unreachable`: `EHOSTUNREACH`, `prohibit`: `EACCES`). Only forwarded packets
 //!   vanish silently. So silent cuts use tc, and routes serve only where a fast error is meant.
@@ -51,14 +56,18 @@
 //! | [`Fault::isolate`] | the hub end of the member's veth set down: the cable pulled at the switch. The member's `eth0` loses carrier; nothing reaches it or leaves it, the harness's packets included |
 //! | [`Fault::slow`] | a TBF (`latency 1s`) as the leaf of class `1:1` on the member's `eth0`: its egress at that rate, queued up to 1 s, dropped beyond |
 //! | [`Fault::lossy`] | a classic-BPF `cls_bpf` filter (`ld rand`, compare) on the member's `eth0` egress into the drop class: each IPv4 packet the member sends is lost with that probability |
+//! | [`Fault::delay`] | in the member's namespace, `iptables -A OUTPUT -o eth0 -j NFQUEUE --queue-num <i> --queue-bypass` (`<i>`: the member's index); a thread of the test process, moved into the namespace with `setns(2)`, binds queue `<i>` and accepts each packet at its release time, `delay` plus a uniform extra in `0..=jitter`, so with jitter packets leave out of order. The undo deletes the rule, then releases every packet still held at once and stops the thread; with no thread bound (the test process died), `--queue-bypass` lets packets pass. See `netns/delay.rs` |
 //!
-//! Cuts and loss act on IPv4 only (ARP still flows, as through a real switch), on what a member
-//! sends, and per packet as the kernel hands it to the qdisc: with GSO one "packet" can be a
-//! 64 KiB TCP burst, so loss comes in bursts. A one-way cut is one-way for packets, not for TCP:
-//! the side whose packets still arrive never sees them acknowledged (`tests/tests/netns.rs` shows
-//! what Valkey replication makes of it).
+//! Cuts, loss and delay act on IPv4 only (ARP still flows, as through a real switch), on what a
+//! member sends, and per packet as the kernel hands it to the qdisc: with GSO one "packet" can be
+//! a 64 KiB TCP burst, so loss comes in bursts. (The delay's queue splits such a burst into its
+//! packets, and each draws its own jitter.) TCP takes a jittered delay's reordering for loss, as
+//! on a real network: duplicate ACKs, spurious fast retransmits, a smaller window. A one-way cut
+//! is one-way for packets, not for TCP: the side whose packets still arrive never sees them
+//! acknowledged (`tests/tests/netns.rs` shows what Valkey replication makes of it).
 
 mod block;
+mod delay;
 mod fault;
 mod step;
 
@@ -202,6 +211,9 @@ struct Applied {
     /// rules of overlapping faults never collide and each undo removes only its own.
     id: u16,
     undo: Vec<Step>,
+    /// A delay's thread, holding the member's packets: stopped once `undo` has removed the rule
+    /// that queues them.
+    holder: Option<delay::Holder>,
 }
 
 /// An isolated network of namespaces for one test run; everything it made is removed on drop.
@@ -482,8 +494,27 @@ impl Network {
         let id = (1..=u16::MAX)
             .find(|id| applied.iter().all(|a| a.id != *id))
             .expect("fewer than 65535 faults in place");
+        let changes = self.changes(fault, id)?;
+        // A delay's thread binds the member's queue before the rule sends packets there.
+        let holder = match *fault {
+            Fault::Delay {
+                member,
+                delay,
+                jitter,
+            } => {
+                let seed = member.0 as u64;
+                let hold = delay::Hold {
+                    delay,
+                    jitter,
+                    seed,
+                };
+                let namespace = self.namespace(member);
+                Some(delay::Holder::start(&namespace, delay_queue(member), hold)?)
+            }
+            _ => None,
+        };
         let mut done: Vec<Change> = Vec::new();
-        for change in self.changes(fault, id) {
+        for change in changes {
             let result = change
                 .apply
                 .iter()
@@ -502,6 +533,7 @@ impl Network {
             fault: fault.clone(),
             id,
             undo: undo.collect(),
+            holder,
         });
         Ok(())
     }
@@ -522,14 +554,23 @@ impl Network {
         if let Some(e) = first_error {
             return Err(e);
         }
-        applied.remove(at);
+        let done = applied.remove(at);
+        if let Some(holder) = done.holder {
+            let tally = holder.stop();
+            tracing::info!(
+                block = self.block.n,
+                "{fault}: held {} packets, released {} of them early",
+                tally.held,
+                tally.released_early
+            );
+        }
         tracing::info!(block = self.block.n, "fault undone: {fault}");
         Ok(())
     }
 
     /// The commands that realise `fault` (see the module table), in units to apply and undo.
-    fn changes(&self, fault: &Fault, id: u16) -> Vec<Change> {
-        match fault {
+    fn changes(&self, fault: &Fault, id: u16) -> Result<Vec<Change>> {
+        Ok(match fault {
             Fault::Partition { .. } | Fault::OneWay { .. } => fault
                 .directed_cuts()
                 .iter()
@@ -565,7 +606,20 @@ impl Network {
                     undo: vec![remove_filters(&ns, id)],
                 }]
             }
-        }
+            Fault::Delay { member, .. } => {
+                let iptables =
+                    delay::iptables().map_err(|reason| NetError::fault(fault, reason))?;
+                let ns = self.namespace(*member);
+                let rule = |verb: &str| {
+                    let line = delay::rule(verb, delay_queue(*member));
+                    Step::iptables_in(&ns, &iptables, &line)
+                };
+                vec![Change {
+                    apply: vec![rule("-A")],
+                    undo: vec![rule("-D")],
+                }]
+            }
+        })
     }
 
     /// The changes that stop what `cut.from` sends to `cut.to`, one per sender.
@@ -611,8 +665,18 @@ impl Drop for Network {
     /// nothing of the block is left. A process still running in a member keeps that (now
     /// nameless) namespace alive until it exits.
     fn drop(&mut self) {
+        // Delays' threads first: each releases what it holds and leaves its namespace.
+        if let Ok(applied) = self.applied.get_mut() {
+            applied.iter_mut().for_each(|a| drop(a.holder.take()));
+        }
         block::remove(self.block.n);
     }
+}
+
+/// The netlink queue a delayed member's packets wait in: its index. Queues are per namespace, so
+/// any number would do; the index names the member in a trace.
+fn delay_queue(member: Member) -> u16 {
+    member.0 as u16
 }
 
 /// Deletes every filter of priority `id` on `eth0`.

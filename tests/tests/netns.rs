@@ -574,6 +574,226 @@ async fn a_lossy_member_loses_about_that_share_of_its_packets() {
     );
 }
 
+/// The mean round trip, in ms, that `valkey-cli --latency` measures over one second from inside
+/// `from` to the server in `to`: a PING every 10 ms on one connection, each timed to the ms.
+async fn round_trip_ms(net: &Network, from: Member, to: Member) -> f64 {
+    let cli = ValkeyVersion::V8_1_8
+        .binary("valkey-cli")
+        .expect("valkey-cli 8.1.8 installed");
+    let output = tokio::process::Command::new("/usr/sbin/ip")
+        .args(["netns", "exec"])
+        .arg(net.namespace(from))
+        .arg(cli)
+        .args(["-h", &net.ip(to).to_string(), "-p", &PORT.to_string()])
+        .args(["--latency", "--raw"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("valkey-cli runs");
+    // One line: `min max avg samples`.
+    let line = String::from_utf8_lossy(&output.stdout).into_owned();
+    let avg = line.split_whitespace().nth(2);
+    avg.and_then(|avg| avg.parse().ok())
+        .unwrap_or_else(|| panic!("valkey-cli --latency printed {line:?} ({})", output.status))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_member_answers_a_round_trip_from_another_member_its_delay_late() {
+    let net = Network::create(2).expect("network");
+    let scratch = Scratch::new(&net);
+    let (m0, m1) = (net.member(0), net.member(1));
+    let _server = valkey(&net, m0, &scratch, &[]).await;
+    let before = round_trip_ms(&net, m1, m0).await;
+
+    let delay = Duration::from_millis(50);
+    let fault = Fault::delay(m0, delay, Duration::ZERO);
+    fault.apply(&net).expect("delay");
+    let delayed = round_trip_ms(&net, m1, m0).await;
+    fault.undo(&net).expect("undo");
+    let after = round_trip_ms(&net, m1, m0).await;
+
+    println!("PING {m1} -> {m0}: {before} ms; with `{fault}`: {delayed} ms; undone: {after} ms");
+    let delay_ms = delay.as_secs_f64() * 1000.0;
+    // Each sample is truncated to the ms, so a delayed one reads at least the delay.
+    assert!(before < delay_ms / 10.0, "before the fault: {before} ms");
+    assert!(
+        delayed >= delay_ms && delayed < delay_ms * 1.5,
+        "with the fault: {delayed} ms"
+    );
+    assert!(after < delay_ms / 10.0, "once undone: {after} ms");
+}
+
+/// Starts bash in `member` sending datagrams numbered `1..=count` to `to`, each from a socket of
+/// its own (bash's `/dev/udp`); it exits once they are sent.
+async fn send_numbered(net: &Network, member: Member, to: SocketAddr, count: u32) -> NetProcess {
+    let script = "for i in $(seq $2); do printf $i >/dev/udp/$0/$1; done";
+    let mut command = Command::new("/bin/bash");
+    command.args(["-c", script]).args([
+        to.ip().to_string(),
+        to.port().to_string(),
+        count.to_string(),
+    ]);
+    net.spawn(member, command).await.expect("sender")
+}
+
+/// The numbers of the datagrams `socket` receives, in arrival order, until it has `count` of
+/// them or `limit` has passed.
+async fn receive_numbered(socket: &UdpSocket, count: usize, limit: Duration) -> Vec<u32> {
+    let mut numbers = Vec::new();
+    let mut buf = [0u8; 16];
+    let deadline = Instant::now() + limit;
+    while numbers.len() < count {
+        match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Ok(received) => {
+                let n = received.expect("recv");
+                let text = std::str::from_utf8(&buf[..n]).expect("a number");
+                numbers.push(text.parse().expect("a number"));
+            }
+            Err(_) => break,
+        }
+    }
+    numbers
+}
+
+/// Pairs that arrived in the opposite order to the one they were sent in.
+fn inversions(order: &[u32]) -> usize {
+    let later_smaller = |(i, a): (usize, &u32)| order[i + 1..].iter().filter(|b| *b < a).count();
+    order.iter().enumerate().map(later_smaller).sum()
+}
+
+/// Sends `count` numbered datagrams from `member` to a fresh harness socket and returns them in
+/// arrival order, waiting up to `limit`.
+async fn numbered_through(net: &Network, member: Member, count: u32, limit: Duration) -> Vec<u32> {
+    let socket = UdpSocket::bind((net.harness_ip(), 0)).await.expect("bind");
+    let to = socket.local_addr().expect("local addr");
+    let _sender = send_numbered(net, member, to, count).await;
+    receive_numbered(&socket, count as usize, limit).await
+}
+
+/// Jitter reorders: each datagram's verdict is issued at its own release time. The sender's
+/// datagrams are a few tens of µs apart, so 40 ms of jitter spreads each over many others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_with_jitter_reorders_what_the_member_sends_and_loses_nothing() {
+    const COUNT: u32 = 200;
+    let net = Network::create(1).expect("network");
+    let m0 = net.member(0);
+    let plain = numbered_through(&net, m0, COUNT, WAIT).await;
+    assert_eq!(plain.len(), COUNT as usize, "all arrive without the fault");
+    assert_eq!(inversions(&plain), 0, "in order without the fault");
+
+    let fault = Fault::delay(m0, Duration::from_millis(20), Duration::from_millis(40));
+    fault.apply(&net).expect("delay");
+    let start = Instant::now();
+    let jittered = numbered_through(&net, m0, COUNT, WAIT).await;
+    let took = start.elapsed();
+    fault.undo(&net).expect("undo");
+
+    let mut sorted = jittered.clone();
+    sorted.sort_unstable();
+    let inverted = inversions(&jittered);
+    println!(
+        "{fault}: {} of {COUNT} datagrams in {took:?}, {inverted} inversions; first ten: {:?}",
+        jittered.len(),
+        &jittered[..10.min(jittered.len())]
+    );
+    assert_eq!(sorted, (1..=COUNT).collect::<Vec<_>>(), "each arrives once");
+    assert!(inverted > 0, "jitter reorders");
+    assert!(
+        took >= Duration::from_millis(20),
+        "none arrives before the delay"
+    );
+}
+
+/// Undoing a delay releases what it holds at once, so nothing is lost and nothing waits out its
+/// delay; two members' delays are independent (each its own queue and thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undoing_a_delay_releases_what_it_holds_and_leaves_another_members_delay_in_place() {
+    const COUNT: u32 = 100;
+    let net = Network::create(2).expect("network");
+    let (m0, m1) = (net.member(0), net.member(1));
+    for member in [m0, m1] {
+        // Also resolves the harness's address in each member, so nothing released later
+        // waits on ARP.
+        let plain = numbered_through(&net, member, COUNT, WAIT).await;
+        assert_eq!(
+            plain.len(),
+            COUNT as usize,
+            "{member}: all arrive without the fault"
+        );
+    }
+
+    let long = Duration::from_secs(5);
+    let faults = [
+        Fault::delay(m0, long, Duration::ZERO),
+        Fault::delay(m1, long, Duration::from_millis(100)),
+    ];
+    faults.iter().for_each(|f| f.apply(&net).expect("delay"));
+    assert_eq!(net.active_faults(), faults);
+    let mut sockets = Vec::new();
+    let mut senders = Vec::new();
+    for member in [m0, m1] {
+        let socket = UdpSocket::bind((net.harness_ip(), 0)).await.expect("bind");
+        let to = socket.local_addr().expect("local addr");
+        senders.push(send_numbered(&net, member, to, COUNT).await);
+        sockets.push(socket);
+    }
+    for sender in &mut senders {
+        poll_until("the sender to finish", WAIT, POLL_EVERY, || {
+            let exited = sender.try_wait().expect("try_wait");
+            async move {
+                match exited {
+                    Some(_) => Probe::Ready(()),
+                    None => Probe::Pending("sending".into()),
+                }
+            }
+        })
+        .await
+        .expect("sent");
+    }
+    let held_for = Duration::from_millis(300);
+    tokio::time::sleep(held_for).await;
+    let mut buf = [0u8; 16];
+    for (socket, member) in sockets.iter().zip([m0, m1]) {
+        assert!(
+            socket.try_recv(&mut buf).is_err(),
+            "{member}'s datagrams are held"
+        );
+    }
+
+    let start = Instant::now();
+    faults[0].undo(&net).expect("undo m0's delay");
+    let released = receive_numbered(&sockets[0], COUNT as usize, long / 5).await;
+    let took = start.elapsed();
+    println!(
+        "{}: {} of {COUNT} datagrams held {held_for:?}, all in within {took:?} of the undo",
+        faults[0],
+        released.len()
+    );
+    assert_eq!(released.len(), COUNT as usize, "nothing held is lost");
+    assert!(
+        sockets[1].try_recv(&mut buf).is_err(),
+        "{m1}'s delay is still in place"
+    );
+
+    faults[1].undo(&net).expect("undo m1's delay");
+    let released = receive_numbered(&sockets[1], COUNT as usize, long / 5).await;
+    assert_eq!(released.len(), COUNT as usize, "{m1}: nothing held is lost");
+    assert!(net.active_faults().is_empty());
+    for member in [m0, m1] {
+        let start = Instant::now();
+        let plain = numbered_through(&net, member, COUNT, WAIT).await;
+        assert_eq!(
+            plain.len(),
+            COUNT as usize,
+            "{member}: all arrive once undone"
+        );
+        assert!(
+            start.elapsed() < long / 5,
+            "{member}: undelayed once undone"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_that_cannot_be_applied_are_refused_and_leave_nothing_behind() {
     let net = Network::create(2).expect("network");

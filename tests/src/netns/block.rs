@@ -17,7 +17,7 @@ use super::{NetError, PREFIX, RANGE, Result, step::Step};
 
 const LOCK_DIR: &str = "/run/valkey-lab-netns";
 /// Where `ip netns` keeps its namespaces' names.
-const NETNS_DIR: &str = "/run/netns";
+pub(super) const NETNS_DIR: &str = "/run/netns";
 /// The root namespace's interfaces (the test process's `/sys` is the root namespace's).
 const ROOT_LINKS: &str = "/sys/class/net";
 const FIRST_BLOCK: u8 = 1;

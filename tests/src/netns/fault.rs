@@ -1,7 +1,7 @@
 //! Faults as plain values: what a seeded schedule builds, prints and replays. Nothing here runs a
 //! command; how a [`Network`](super::Network) realises each fault is in the parent module.
 
-use std::{collections::BTreeSet, fmt};
+use std::{collections::BTreeSet, fmt, time::Duration};
 
 use super::{Network, Result};
 
@@ -76,7 +76,7 @@ impl fmt::Display for Rate {
 ///
 /// Faults may overlap (two cuts of the same pair are two rules; undoing one leaves the other),
 /// except that a fault cannot be in place twice at once, and a member has at most one
-/// [`Fault::Slow`] and one [`Fault::Lossy`] at a time.
+/// [`Fault::Slow`], one [`Fault::Lossy`] and one [`Fault::Delay`] at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Fault {
     /// Nothing passes between any member of `a` and any member of `b`, either way.
@@ -116,7 +116,21 @@ pub enum Fault {
         /// 1..=100.
         percent: u8,
     },
+    /// Each IPv4 packet the member sends leaves `delay` plus a uniform extra in `0..=jitter`
+    /// late; with jitter, packets leave in the order of their release times, not their own.
+    Delay {
+        /// The member delayed.
+        member: Member,
+        /// What every packet waits at least.
+        delay: Duration,
+        /// The most a packet waits beyond `delay`.
+        jitter: Duration,
+    },
 }
+
+/// The longest a [`Fault::Delay`] may hold a packet, jitter included: a held packet stays in the
+/// kernel's queue, whose length is bounded.
+pub(super) const MAX_DELAY: Duration = Duration::from_secs(10);
 
 impl Fault {
     /// A silent, symmetric partition between `a` and `b`. To isolate `x` from a set `s` only:
@@ -171,6 +185,17 @@ impl Fault {
         Fault::Lossy { member, percent }
     }
 
+    /// The member's packets each held for `delay` plus a uniform extra in `0..=jitter`. The
+    /// extras are drawn from a generator seeded with the member's index, so a replayed schedule
+    /// draws the same sequence (which packet gets which still depends on when each is sent).
+    pub fn delay(member: Member, delay: Duration, jitter: Duration) -> Fault {
+        Fault::Delay {
+            member,
+            delay,
+            jitter,
+        }
+    }
+
     /// Puts the fault in place on `net`. Nothing is left half applied: if a step fails, the
     /// steps already taken are undone before the error returns.
     pub fn apply(&self, net: &Network) -> Result<()> {
@@ -201,7 +226,8 @@ impl Fault {
     pub(super) fn conflicts_with(&self, other: &Fault) -> bool {
         match (self, other) {
             (Fault::Slow { member: a, .. }, Fault::Slow { member: b, .. })
-            | (Fault::Lossy { member: a, .. }, Fault::Lossy { member: b, .. }) => a == b,
+            | (Fault::Lossy { member: a, .. }, Fault::Lossy { member: b, .. })
+            | (Fault::Delay { member: a, .. }, Fault::Delay { member: b, .. }) => a == b,
             _ => self == other,
         }
     }
@@ -213,7 +239,8 @@ impl Fault {
             Fault::OneWay { from, to, .. } => [from.as_slice(), to].concat(),
             Fault::Isolate { member }
             | Fault::Slow { member, .. }
-            | Fault::Lossy { member, .. } => vec![*member],
+            | Fault::Lossy { member, .. }
+            | Fault::Delay { member, .. } => vec![*member],
         };
         if let Some(stranger) = named.iter().find(|m| m.0 >= members) {
             return Some(format!("{stranger} is not one of the {members} members"));
@@ -230,6 +257,12 @@ impl Fault {
                 Some("a loss is 1 to 100 percent".into())
             }
             Fault::Slow { rate, .. } if rate.kbit == 0 => Some("a rate is at least 1kbit".into()),
+            Fault::Delay { delay, jitter, .. } if delay.is_zero() && jitter.is_zero() => {
+                Some("no delay is not a fault".into())
+            }
+            Fault::Delay { delay, jitter, .. } if delay.saturating_add(*jitter) > MAX_DELAY => {
+                Some(format!("a delay is at most {MAX_DELAY:?}, jitter included"))
+            }
             _ => None,
         }
     }
@@ -245,7 +278,8 @@ pub(super) struct DirectedCut {
 
 impl fmt::Display for Fault {
     /// One line a schedule can print: `partition {m0} | {m1 m2} (blackhole)`,
-    /// `one-way {m1} -> {m0} (refuse)`, `isolate m2`, `slow m0 to 256kbit`, `lossy m1 25%`.
+    /// `one-way {m1} -> {m0} (refuse)`, `isolate m2`, `slow m0 to 256kbit`, `lossy m1 25%`,
+    /// `delay m0 by 50ms`, `delay m1 by 20ms to 60ms` (with 40 ms of jitter).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let set = |members: &[Member]| {
             let names: Vec<String> = members.iter().map(Member::to_string).collect();
@@ -261,6 +295,17 @@ impl fmt::Display for Fault {
             Fault::Isolate { member } => write!(f, "isolate {member}"),
             Fault::Slow { member, rate } => write!(f, "slow {member} to {rate}"),
             Fault::Lossy { member, percent } => write!(f, "lossy {member} {percent}%"),
+            Fault::Delay {
+                member,
+                delay,
+                jitter,
+            } => {
+                write!(f, "delay {member} by {delay:?}")?;
+                if !jitter.is_zero() {
+                    write!(f, " to {:?}", *delay + *jitter)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -284,15 +329,32 @@ mod tests {
         let slow = Fault::slow(m0, Rate::kbit(256));
         assert_eq!(slow.to_string(), "slow m0 to 256kbit");
         assert_eq!(Fault::lossy(m1, 25).to_string(), "lossy m1 25%");
+        let ms = Duration::from_millis;
+        assert_eq!(
+            Fault::delay(m0, ms(50), Duration::ZERO).to_string(),
+            "delay m0 by 50ms"
+        );
+        assert_eq!(
+            Fault::delay(m1, ms(20), ms(40)).to_string(),
+            "delay m1 by 20ms to 60ms"
+        );
     }
 
     #[test]
-    fn only_the_same_member_slowed_or_lossy_twice_conflicts() {
+    fn only_the_same_member_slowed_lossy_or_delayed_twice_conflicts() {
         let (m0, m1) = (Member(0), Member(1));
         let slow = Fault::slow(m0, Rate::kbit(64));
         assert!(slow.conflicts_with(&Fault::slow(m0, Rate::mbit(1))));
         assert!(!slow.conflicts_with(&Fault::slow(m1, Rate::kbit(64))));
         assert!(Fault::lossy(m0, 5).conflicts_with(&Fault::lossy(m0, 50)));
+        let delay = Fault::delay(m0, Duration::from_millis(10), Duration::ZERO);
+        let other = Fault::delay(m0, Duration::from_millis(20), Duration::from_millis(5));
+        assert!(delay.conflicts_with(&other));
+        assert!(!delay.conflicts_with(&Fault::delay(
+            m1,
+            Duration::from_millis(10),
+            Duration::ZERO
+        )));
         let cut = Fault::partition(&[m0], &[m1]);
         assert!(cut.conflicts_with(&cut.clone()));
         assert!(!cut.conflicts_with(&Fault::partition_one_way(&[m0], &[m1])));
@@ -312,6 +374,11 @@ mod tests {
         assert!(Fault::lossy(m0, 0).invalid_for(2).is_some());
         assert!(Fault::lossy(m0, 101).invalid_for(2).is_some());
         assert!(Fault::slow(m1, Rate::kbit(0)).invalid_for(2).is_some());
+        let ms = Duration::from_millis;
+        assert_eq!(Fault::delay(m1, ms(0), ms(5)).invalid_for(2), None);
+        assert!(Fault::delay(m1, ms(0), ms(0)).invalid_for(2).is_some());
+        assert!(Fault::delay(m0, MAX_DELAY, ms(1)).invalid_for(2).is_some());
+        assert!(Fault::delay(m5, ms(5), ms(0)).invalid_for(2).is_some());
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! One `ip` or `tc` invocation: how every part of a network and every fault is made and undone.
-//! Steps are written as the command line they run, so an error (and a trace) reads as a command
-//! one could paste into a shell.
+//! One `ip`, `tc` or `iptables` invocation: how every part of a network and every fault is made
+//! and undone. Steps are written as the command line they run, so an error (and a trace) reads as
+//! a command one could paste into a shell.
 
 use std::{
     fmt,
+    path::Path,
     process::{Command, Stdio},
 };
 
@@ -37,14 +38,26 @@ impl Step {
         Step::new(TC, Some(namespace), line)
     }
 
+    /// `ip netns exec <namespace> <iptables> <line>` (iptables has no `-n`), with the iptables
+    /// the lab installs (see `delay::iptables`).
+    pub(super) fn iptables_in(namespace: &str, iptables: &Path, line: &str) -> Step {
+        let exec = ["netns", "exec", namespace].map(str::to_string);
+        let iptables = iptables.to_string_lossy().into_owned();
+        Step {
+            program: IP,
+            args: exec
+                .into_iter()
+                .chain([iptables])
+                .chain(split(line))
+                .collect(),
+        }
+    }
+
     fn new(program: &'static str, namespace: Option<&str>, line: &str) -> Step {
         let namespace = namespace.into_iter().flat_map(|ns| ["-n", ns]);
         Step {
             program,
-            args: namespace
-                .chain(line.split_whitespace())
-                .map(str::to_string)
-                .collect(),
+            args: namespace.map(str::to_string).chain(split(line)).collect(),
         }
     }
 
@@ -81,6 +94,10 @@ impl Step {
     }
 }
 
+fn split(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split_whitespace().map(str::to_string)
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.program.rsplit('/').next().unwrap_or(self.program);
@@ -110,6 +127,11 @@ mod tests {
         assert_eq!(
             Step::ip("netns add vkn7-hub").to_string(),
             "ip netns add vkn7-hub"
+        );
+        let rule = Step::iptables_in("vkn7-m0", Path::new("/d/iptables-legacy"), "-S OUTPUT");
+        assert_eq!(
+            rule.to_string(),
+            "ip netns exec vkn7-m0 /d/iptables-legacy -S OUTPUT"
         );
     }
 }
