@@ -460,6 +460,34 @@ async fn fanout_phase(
             "valkey_kib_per_client": anchor.kib_per_client,
         })),
     );
+    if let Some(subscribed) = measured.subscribed_kib {
+        let per_subscriber =
+            (subscribed as f64 - at_first.0 as f64) / (count - first).max(1) as f64;
+        memory.push(
+            Row::new(format!(
+                "resident memory per subscriber ({count} subscribed to +switch-master): \
+                 coordinator against valkey-server 9.1.2"
+            ))
+            .coordinator(format!("{per_subscriber:.1} KiB"))
+            .sentinel(format!(
+                "valkey-server: {:.1} KiB",
+                anchor.kib_per_subscriber
+            ))
+            .comparison(format!(
+                "ratio {:.2}",
+                per_subscriber / anchor.kib_per_subscriber
+            ))
+            .target(
+                "ratio <= 1.00",
+                Outcome::of(per_subscriber <= anchor.kib_per_subscriber),
+            )
+            .data(json!({
+                "subscribers": count,
+                "coordinator_kib_per_subscriber": per_subscriber,
+                "valkey_kib_per_subscriber": anchor.kib_per_subscriber,
+            })),
+        );
+    }
 
     // Every server holds its subscribers in one process, so the open-file limit (inherited
     // from this process, and not raisable without CAP_SYS_RESOURCE) bounds the large row.
@@ -521,6 +549,8 @@ struct SwitchFanOut {
     majority_at: Instant,
     cpu_during: Duration,
     tap_in_window: Vec<String>,
+    /// The coordinator's resident memory once every stream had subscribed, when measured.
+    subscribed_kib: Option<u64>,
 }
 
 async fn switch_fan_out(
@@ -535,8 +565,10 @@ async fn switch_fan_out(
         .await
         .context("subscribing every client to +switch-master")?;
     tokio::time::sleep(SETTLE).await;
+    let mut subscribed_kib = None;
     if let Some(memory) = memory {
         let subscribed = procfs::rss_kib(main.pid)?;
+        subscribed_kib = Some(subscribed);
         memory.push(
             Row::new(format!(
                 "resident memory, {count} clients subscribed to +switch-master"
@@ -597,6 +629,7 @@ async fn switch_fan_out(
         majority_at,
         cpu_during,
         tap_in_window,
+        subscribed_kib,
     })
 }
 
@@ -716,6 +749,7 @@ async fn anchor_fan_out(
         .await
         .context("subscribing to the anchor")?;
     tokio::time::sleep(SETTLE).await;
+    let subscribed = procfs::rss_kib(pid)?;
     let payload = fanout::payload_of(message).context("the coordinator's message")?;
     publisher
         .call(&["PUBLISH", "+switch-master", &payload])
@@ -728,13 +762,16 @@ async fn anchor_fan_out(
     Ok(Anchor {
         arrivals,
         kib_per_client: (connected as f64 - idle as f64) / count.max(1) as f64,
+        kib_per_subscriber: (subscribed as f64 - idle as f64) / count.max(1) as f64,
     })
 }
 
-/// What the anchor measured: its deliveries, and its memory per connected client.
+/// What the anchor measured: its deliveries, and its memory per connected client and per
+/// subscriber (over idle).
 struct Anchor {
     arrivals: Vec<Instant>,
     kib_per_client: f64,
+    kib_per_subscriber: f64,
 }
 
 fn anchor_row(coordinator: &SwitchFanOut, anchor: &Anchor) -> Row {

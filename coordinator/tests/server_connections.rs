@@ -51,6 +51,51 @@ async fn fifty_pipelined_commands_in_one_write_are_answered_in_order() {
     server.stop().await;
 }
 
+/// A client that writes its request a byte at a time (each byte its own read on the server:
+/// the request is cut mid-frame on every read) gets one reply, once the request is whole, and
+/// the next whole request after it is answered too.
+#[tokio::test]
+async fn a_request_cut_across_many_reads_is_answered_once_whole() {
+    let server = TestServer::start(|_| {}).await;
+    server.publish_fixture_agreement();
+    let mut client = server.client().await;
+    let mut request = bytes::BytesMut::new();
+    sentinel_protocol::codec::encode_command(&ASK, &mut request);
+    for byte in request.iter() {
+        client.send_raw(&[*byte]).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(client.read_reply().await, fixture("resp2-get-master-addr"));
+    let mut bystander = server.client().await;
+    assert_bystander_served(&mut bystander).await;
+    assert_bystander_served(&mut client).await;
+    server.stop().await;
+}
+
+/// A client that sends thousands of requests before reading any reply gets more reply bytes
+/// than its socket takes at once: the rest waits for the client and arrives whole and in
+/// order, while another client is served meanwhile.
+#[tokio::test]
+async fn replies_larger_than_the_socket_takes_arrive_whole_and_in_order() {
+    let server = TestServer::start(|_| {}).await;
+    server.publish_fixture_agreement();
+    let mut client = server.client().await;
+    let mut batch = bytes::BytesMut::new();
+    const COUNT: usize = 20_000;
+    for i in 0..COUNT {
+        let message = format!("{i:0>200}");
+        sentinel_protocol::codec::encode_command(&["PING", message.as_str()], &mut batch);
+    }
+    client.send_raw(&batch).await;
+    let mut bystander = server.client().await;
+    assert_bystander_served(&mut bystander).await;
+    for i in 0..COUNT {
+        let want = format!("$200\r\n{i:0>200}\r\n");
+        assert_eq!(text(&client.read_reply().await), want, "reply {i}");
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn inline_commands_work_as_valkey_cli_sends_them() {
     let server = TestServer::start(|_| {}).await;

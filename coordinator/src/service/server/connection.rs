@@ -5,7 +5,16 @@
 //! command) and costs nothing in latency (a lone request is a batch of one). Pub/sub messages
 //! from the tap are written between batches, never inside one, so replies and messages cannot
 //! interleave mid-frame.
+//!
+//! An idle plaintext client holds no buffer, as an idle Valkey client holds none of its own: it
+//! waits for readiness, then reads into the thread's scratch buffer, runs the batch from there
+//! and writes the replies from the thread's scratch output at once. Only what is left over (a
+//! request cut mid-frame, a reply the socket would not take whole) is copied into buffers of
+//! the connection's own, which are freed again once drained. A TLS client reads and writes
+//! through its own buffers: rustls keeps per-connection buffers anyway.
 
+use std::cell::RefCell;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
@@ -22,11 +31,85 @@ use super::Shared;
 use super::dispatch::{Session, execute};
 use crate::service::registry::{LocalLatency, Stats, TapMessage, TapScope};
 
-/// The read buffer every connection holds. A batch of 16 pipelined `GET-MASTER-ADDR-BY-NAME`
-/// is about 1 KiB and should arrive in one read: measured with bench/run.sh on 2 cores, 512
-/// bytes cost 15 % of the P16 throughput and 2 KiB 10 %, against 2.8 and 4.3 KiB per idle
-/// client (4 KiB: 6.3 KiB per client, level with a sentinel at P16).
+/// The read buffer a TLS connection holds, and what a plaintext one reads at most per turn into
+/// the thread's scratch. A batch of 16 pipelined `GET-MASTER-ADDR-BY-NAME` is about 1 KiB and
+/// should arrive in one read: measured with bench/run.sh on 2 cores, 512 bytes cost 15 % of
+/// the P16 throughput and 2 KiB 10 %.
 const INPUT_CAPACITY: usize = 4096;
+/// What the thread's scratch output keeps between batches; a larger one (a big `INFO`, a
+/// burst of tap messages) is let go after use.
+const SCRATCH_OUTPUT_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// The plaintext connections' read and write scratch, one pair per thread. Only borrowed
+    /// between two awaits, never across one, so a task moving between threads never sees
+    /// another's bytes.
+    static SCRATCH: RefCell<(BytesMut, BytesMut)> =
+        RefCell::new((BytesMut::with_capacity(INPUT_CAPACITY), BytesMut::new()));
+}
+
+/// How a connection's bytes move: through the thread's scratch (plain TCP, which can wait for
+/// readiness without a buffer and write without waiting), or through buffers of its own (TLS).
+pub(super) trait Wire: AsyncRead + AsyncWrite + Unpin {
+    /// Whether [`Wire::ready`] only waits, leaving the read to [`Wire::try_read_into`].
+    const SCRATCH: bool;
+
+    /// Waits for input. With scratch it reads nothing and returns `None`; without, it reads
+    /// into `input` and returns how much (0: the peer closed).
+    async fn ready(&mut self, input: &mut BytesMut) -> io::Result<Option<usize>>;
+
+    /// Reads what is there now into `buf` without waiting (`WouldBlock`: nothing).
+    fn try_read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize>;
+
+    /// Writes what the socket takes now, without waiting (`WouldBlock`: nothing).
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize>;
+}
+
+impl Wire for tokio::net::TcpStream {
+    const SCRATCH: bool = true;
+
+    async fn ready(&mut self, _input: &mut BytesMut) -> io::Result<Option<usize>> {
+        self.readable().await.map(|()| None)
+    }
+
+    fn try_read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        buf.reserve(INPUT_CAPACITY);
+        self.try_read_buf(buf)
+    }
+
+    fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire for tokio_rustls::server::TlsStream<S> {
+    const SCRATCH: bool = false;
+
+    async fn ready(&mut self, input: &mut BytesMut) -> io::Result<Option<usize>> {
+        if input.capacity() == input.len() {
+            input.reserve(INPUT_CAPACITY);
+        }
+        self.read_buf(input).await.map(Some)
+    }
+
+    fn try_read_into(&mut self, _buf: &mut BytesMut) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    fn try_write_now(&mut self, _bytes: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// What one turn of reading found.
+enum Turn {
+    /// The peer closed, or reading failed.
+    Closed(Close),
+    /// Nothing to read after all (a spurious readiness).
+    Nothing,
+    /// A batch ran: how many requests, and whether a protocol error ended it.
+    Ran(usize, bool),
+}
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +129,7 @@ enum Close {
 ///
 /// Any byte stream will do (plain TCP, TLS): reads and writes never overlap (a batch's replies
 /// are written before the next read), so the stream is not split.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve<S: Wire>(
     mut stream: S,
     peer: SocketAddr,
     shared: &Shared,
@@ -56,9 +139,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let config = &shared.config;
     let mut codec = RequestCodec::new(config.limits, config.users.auth_required());
     let mut session = Session::new(id, peer, config.users.initial_identity());
-    let mut input = BytesMut::with_capacity(INPUT_CAPACITY);
-    // Grown by the first reply and kept (cleared, not freed) after each write, so an idle
-    // client costs only its read buffer.
+    // The connection's own buffers: empty (no allocation) while idle on plain TCP; on TLS the
+    // read buffer, and the output grown by the first reply and kept (cleared, not freed).
+    let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     let mut tap: Option<Tap> = None;
     let mut batch_counts = BatchCounts::default();
@@ -94,10 +177,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         let mut frames = Vec::new();
                         session.subscriptions.deliver(&message, &mut frames);
-                        for frame in frames {
-                            let _ = frame.encode(session.protocol, &mut output);
-                        }
-                        if !flush(&mut stream, &mut output, shared).await {
+                        let protocol = session.protocol;
+                        let encoded = write_now(&mut stream, &mut output, |out| {
+                            for frame in frames {
+                                let _ = frame.encode(protocol, out);
+                            }
+                        });
+                        if encoded.is_err() || !flush(&mut stream, &mut output, shared).await {
                             break Close::WriteFailed;
                         }
                     }
@@ -113,35 +199,44 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     Err(RecvError::Closed) => break Close::Shutdown,
                 }
             }
-            read = stream.read_buf(&mut input) => {
-                match read {
-                    Ok(0) => break Close::PeerClosed,
-                    Ok(_) => {}
-                    Err(_) => break Close::ReadError,
-                }
-                let (ran, protocol_error) = run_batch(
-                    &mut input,
-                    &mut output,
-                    &mut session,
-                    shared,
-                    &mut codec,
-                    &mut batch_counts,
-                );
-                // Join (or move to) the tap before the confirmations go out, so every message
-                // published after the client saw "subscribed" reaches it.
-                let wanted = session.subscriptions.tap_scope();
-                if wanted != tap.as_ref().map(|tap| tap.scope) {
-                    match Tap::join(wanted, tap.take(), &session, shared, &mut output) {
-                        Ok(joined) => tap = joined,
-                        Err(missed) => {
-                            tracing::warn!(
-                                client = id, %peer, missed,
-                                "subscriber fell behind the event tap; disconnecting it"
-                            );
-                            break Close::SubscriberLagged;
+            ready = stream.ready(&mut input) => {
+                let mut batch = |input: &mut BytesMut, output: &mut BytesMut| {
+                    let (ran, protocol_error) = run_batch(
+                        input,
+                        output,
+                        &mut session,
+                        shared,
+                        &mut codec,
+                        &mut batch_counts,
+                    );
+                    // Join (or move to) the tap before the confirmations go out, so every
+                    // message published after the client saw "subscribed" reaches it.
+                    let wanted = session.subscriptions.tap_scope();
+                    if wanted != tap.as_ref().map(|tap| tap.scope) {
+                        match Tap::join(wanted, tap.take(), &session, shared, output) {
+                            Ok(joined) => tap = joined,
+                            Err(missed) => {
+                                tracing::warn!(
+                                    client = id, %peer, missed,
+                                    "subscriber fell behind the event tap; disconnecting it"
+                                );
+                                return Turn::Closed(Close::SubscriberLagged);
+                            }
                         }
                     }
-                }
+                    Turn::Ran(ran, protocol_error)
+                };
+                let turn = match ready {
+                    Err(_) => Turn::Closed(Close::ReadError),
+                    Ok(Some(0)) => Turn::Closed(Close::PeerClosed),
+                    Ok(Some(_)) => batch(&mut input, &mut output),
+                    Ok(None) => scratch_turn(&mut stream, &mut input, &mut output, &mut batch),
+                };
+                let (ran, protocol_error) = match turn {
+                    Turn::Closed(close) => break close,
+                    Turn::Nothing => continue,
+                    Turn::Ran(ran, protocol_error) => (ran, protocol_error),
+                };
                 if !flush(&mut stream, &mut output, shared).await {
                     break Close::WriteFailed;
                 }
@@ -170,6 +265,101 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = stream.shutdown().await;
     tracing::debug!(client = id, %peer, reason = ?close, "client disconnected");
+}
+
+/// One plaintext turn, with no await in it: read what arrived (into the thread's scratch when
+/// the connection holds no partial request, else into its own `input`), run the batch with
+/// replies into the thread's scratch output, and write them at once. What is left over goes to
+/// the connection's own buffers: the rest of a cut request into `input`, the part of the
+/// replies the socket did not take into `output` (the caller flushes it, waiting).
+fn scratch_turn<S: Wire>(
+    stream: &mut S,
+    input: &mut BytesMut,
+    output: &mut BytesMut,
+    batch: &mut impl FnMut(&mut BytesMut, &mut BytesMut) -> Turn,
+) -> Turn {
+    SCRATCH.with_borrow_mut(|(scratch_in, scratch_out)| {
+        let own_input = !input.is_empty();
+        let buf = if own_input {
+            &mut *input
+        } else {
+            &mut *scratch_in
+        };
+        match stream.try_read_into(buf) {
+            Ok(0) => return Turn::Closed(Close::PeerClosed),
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Turn::Nothing,
+            Err(_) => return Turn::Closed(Close::ReadError),
+        }
+        // Replies go after anything still waiting to be written, never before it.
+        let out = if output.is_empty() {
+            &mut *scratch_out
+        } else {
+            &mut *output
+        };
+        let turn = batch(buf, out);
+        if !own_input && !scratch_in.is_empty() {
+            input.extend_from_slice(scratch_in);
+            scratch_in.clear();
+        }
+        if own_input && input.is_empty() {
+            *input = BytesMut::new();
+        }
+        let written = write_scratch(stream, scratch_out, output);
+        release_scratch_output(scratch_out);
+        match written {
+            Ok(()) => turn,
+            Err(_) => Turn::Closed(Close::WriteFailed),
+        }
+    })
+}
+
+/// Encodes with `encode` and, on plain TCP with nothing already waiting in `output`, writes
+/// through the thread's scratch output at once, leaving in `output` only what the socket did
+/// not take; otherwise appends to `output` for the caller's flush. `Err`: the write failed.
+fn write_now<S: Wire>(
+    stream: &mut S,
+    output: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut),
+) -> io::Result<()> {
+    if !S::SCRATCH || !output.is_empty() {
+        encode(output);
+        return Ok(());
+    }
+    SCRATCH.with_borrow_mut(|(_, scratch_out)| {
+        encode(scratch_out);
+        let result = write_scratch(stream, scratch_out, output);
+        release_scratch_output(scratch_out);
+        result
+    })
+}
+
+/// Writes `scratch_out` as far as the socket takes it now and moves the rest to `output`.
+fn write_scratch<S: Wire>(
+    stream: &mut S,
+    scratch_out: &mut BytesMut,
+    output: &mut BytesMut,
+) -> io::Result<()> {
+    if scratch_out.is_empty() {
+        return Ok(());
+    }
+    let written = match stream.try_write_now(scratch_out) {
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(error) => return Err(error),
+    };
+    if written < scratch_out.len() {
+        output.extend_from_slice(&scratch_out[written..]);
+    }
+    Ok(())
+}
+
+/// Empties the scratch output, and lets a grown one go.
+fn release_scratch_output(scratch_out: &mut BytesMut) {
+    scratch_out.clear();
+    if scratch_out.capacity() > SCRATCH_OUTPUT_KEEP {
+        *scratch_out = BytesMut::new();
+    }
 }
 
 /// Runs every complete request in `input`, appending replies to `output`. Returns how many
@@ -244,16 +434,17 @@ impl BatchCounts {
 }
 
 /// Writes everything buffered, within the write timeout. `false`: the client is gone or stuck.
-async fn flush(
-    writer: &mut (impl AsyncWrite + Unpin),
-    output: &mut BytesMut,
-    shared: &Shared,
-) -> bool {
+async fn flush<S: Wire>(writer: &mut S, output: &mut BytesMut, shared: &Shared) -> bool {
     if output.is_empty() {
         return true;
     }
     let written = tokio::time::timeout(shared.config.write_timeout, writer.write_all(output)).await;
     output.clear();
+    // A plaintext connection writes through the thread's scratch: what it had to buffer here
+    // is let go, so an idle client keeps nothing.
+    if S::SCRATCH {
+        *output = BytesMut::new();
+    }
     matches!(written, Ok(Ok(())))
 }
 

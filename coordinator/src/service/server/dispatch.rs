@@ -286,7 +286,7 @@ fn hello_command(
         return vec![Reply::error(NOAUTH_HELLO)];
     }
     if let Some(name) = hello.setname {
-        session.name = (!name.is_empty()).then_some(name);
+        session.name = (!name.is_empty()).then(|| owned(&name));
     }
     if let Some(version) = hello.protover {
         session.protocol = if version == 3 {
@@ -315,10 +315,16 @@ fn hello_command(
     ])]
 }
 
+/// A copy of an argument that the session keeps. Arguments are slices of the read buffer
+/// they arrived in; one kept as is would pin that whole buffer for the connection's life.
+fn owned(arg: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(arg)
+}
+
 fn client_command(client: ClientCommand, session: &mut Session) -> Reply {
     match client {
         ClientCommand::SetName(name) => {
-            session.name = (!name.is_empty()).then_some(name);
+            session.name = (!name.is_empty()).then(|| owned(&name));
             Reply::ok()
         }
         ClientCommand::GetName => match &session.name {
@@ -328,8 +334,8 @@ fn client_command(client: ClientCommand, session: &mut Session) -> Reply {
         ClientCommand::Id => Reply::Integer(i64::try_from(session.id).unwrap_or(i64::MAX)),
         ClientCommand::SetInfo(attr, value) => {
             match attr {
-                ClientAttr::LibName => session.lib_name = Some(value),
-                ClientAttr::LibVer => session.lib_ver = Some(value),
+                ClientAttr::LibName => session.lib_name = Some(owned(&value)),
+                ClientAttr::LibVer => session.lib_ver = Some(owned(&value)),
             }
             Reply::ok()
         }

@@ -92,7 +92,9 @@ impl Subscriptions {
         for name in names {
             let list = self.list(kind);
             if !list.contains(name) {
-                list.push(name.clone());
+                // Copied: the argument is a slice of the read buffer, which a kept slice
+                // would pin for as long as the subscription lasts.
+                list.push(Bytes::copy_from_slice(name));
             }
             replies.push(confirmation(
                 kind.subscribe_word(),
