@@ -6,7 +6,10 @@
 //!    it (within [`LAG`] either side, at least one on each side) names another pod.
 //! 2. The coordinator never names a master that a majority of the configured sentinels did not
 //!    name: for every answer naming `M` at `t`, a majority of sentinels were sampled naming `M`
-//!    within its freshness window before `t` (plus [`LAG`] after, for sampling skew).
+//!    within its freshness window before `t` (plus [`LAG`] after, for sampling skew), or, as
+//!    the verdict's rule 2 allows, `M` was named at a config epoch above every other answer
+//!    in that window while a majority answered (a failover leader's new epoch, before the
+//!    others hear of it).
 //! 3. The coordinator answers within its deadline: no sample timed out or failed, except in the
 //!    windows where the runner itself had it down (a restart), and except when the harness
 //!    itself was stalled: a question under a 1 s timeout that returns after more than
@@ -108,7 +111,7 @@ pub fn coordinator_without_majority(
             .filter(|s| s.answer == Answer::Names(Some(master)))
             .map(|s| s.source)
             .collect();
-        if voters.len() < majority {
+        if voters.len() < majority && !stands_above(answer.at, master, sentinels, majority) {
             let near: Vec<String> = sentinels
                 .iter()
                 .filter(|s| s.at + FRESHNESS >= answer.at && s.at <= answer.at + LAG)
@@ -124,6 +127,32 @@ pub fn coordinator_without_majority(
         }
     }
     found
+}
+
+/// The verdict's rule 2 seen from outside: a config epoch is raised only by a failover leader
+/// a majority elected, so a master named at an epoch above that of every other sentinel
+/// sampled in the window is the newest truth, while a majority of sentinels answered at all
+/// (the others may take a hello period to follow the leader).
+fn stands_above(at: Duration, master: SocketAddr, sentinels: &[Sample], majority: usize) -> bool {
+    let fresh: Vec<&Sample> = sentinels
+        .iter()
+        .filter(|s| s.at + FRESHNESS >= at && s.at <= at + LAG)
+        .filter(|s| matches!(s.answer, Answer::Names(Some(_))))
+        .collect();
+    let answered: BTreeSet<usize> = fresh.iter().map(|s| s.source).collect();
+    let Some(top) = fresh
+        .iter()
+        .filter(|s| s.answer == Answer::Names(Some(master)))
+        .filter_map(|s| s.epoch)
+        .max()
+    else {
+        return false;
+    };
+    answered.len() >= majority
+        && fresh
+            .iter()
+            .filter(|s| s.answer != Answer::Names(Some(master)))
+            .all(|s| s.epoch.is_some_and(|e| e < top))
 }
 
 /// Check 3.
@@ -172,7 +201,15 @@ mod tests {
             source,
             round,
             answer,
+            epoch: None,
             latency: Duration::from_millis(1),
+        }
+    }
+
+    fn at_epoch(sample: Sample, epoch: u64) -> Sample {
+        Sample {
+            epoch: Some(epoch),
+            ..sample
         }
     }
 
@@ -221,6 +258,36 @@ mod tests {
             sample(1000, 1, 1, Answer::Names(Some(addr(1)))),
         ];
         assert!(coordinator_without_majority(&coordinator, &two, 3).is_empty());
+    }
+
+    #[test]
+    fn a_leaders_newer_epoch_stands_above_the_others_until_they_follow() {
+        let coordinator = [sample(3000, 0, 1, Answer::Names(Some(addr(1))))];
+        let leader_ahead = [
+            at_epoch(sample(2900, 0, 1, Answer::Names(Some(addr(1)))), 2),
+            at_epoch(sample(2900, 1, 1, Answer::Names(Some(addr(0)))), 1),
+            at_epoch(sample(2900, 2, 1, Answer::Names(Some(addr(0)))), 1),
+        ];
+        assert!(coordinator_without_majority(&coordinator, &leader_ahead, 3).is_empty());
+        // The same epoch naming two masters resolves only by a majority.
+        let tied = [
+            at_epoch(sample(2900, 0, 1, Answer::Names(Some(addr(1)))), 2),
+            at_epoch(sample(2900, 1, 1, Answer::Names(Some(addr(0)))), 2),
+            at_epoch(sample(2900, 2, 1, Answer::Names(Some(addr(0)))), 1),
+        ];
+        assert_eq!(
+            coordinator_without_majority(&coordinator, &tied, 3).len(),
+            1
+        );
+        // One sentinel answering alone certifies nothing, whatever its epoch.
+        let alone = [at_epoch(
+            sample(2900, 0, 1, Answer::Names(Some(addr(1)))),
+            5,
+        )];
+        assert_eq!(
+            coordinator_without_majority(&coordinator, &alone, 3).len(),
+            1
+        );
     }
 
     #[test]

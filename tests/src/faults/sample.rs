@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sentinel_protocol::sentinel::{Value, master_addr};
+use sentinel_protocol::sentinel::{FromReply, MasterRecord, Value, master_addr};
 use tokio::{task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,9 @@ pub struct Sample {
     pub round: u64,
     /// What it answered.
     pub answer: Answer,
+    /// With [`Answer::Names`]: the config epoch of the same source's `SENTINEL MASTER`, asked
+    /// in the same round trip (`None`: no record, or another kind of sample).
+    pub epoch: Option<u64>,
     /// How long the answer took.
     pub latency: Duration,
 }
@@ -60,10 +63,13 @@ impl fmt::Display for Sample {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:>8.3}s #{} {:?} ({} ms)",
+            "{:>8.3}s #{} {:?}{} ({} ms)",
             self.at.as_secs_f64(),
             self.source,
             self.answer,
+            self.epoch
+                .map(|e| format!(" epoch {e}"))
+                .unwrap_or_default(),
             self.latency.as_millis()
         )
     }
@@ -110,14 +116,14 @@ impl Sampler {
                         let answer = tokio::time::timeout(DEADLINE, ask(&mut conn, addr, &name))
                             .await
                             .unwrap_or(Err(None));
-                        let answer = match answer {
-                            Ok(addr) => Answer::Names(addr),
+                        let (answer, epoch) = match answer {
+                            Ok((addr, epoch)) => (Answer::Names(addr), epoch),
                             Err(error) => {
                                 conn = None;
-                                error.map_or(Answer::TimedOut, Answer::Failed)
+                                (error.map_or(Answer::TimedOut, Answer::Failed), None)
                             }
                         };
-                        push(&samples, started, asked, source, round, answer);
+                        push(&samples, started, asked, source, round, answer, epoch);
                         round += 1;
                         pace(&stop, asked).await;
                     }
@@ -151,7 +157,7 @@ impl Sampler {
                         answers = round() => answers,
                     };
                     for (source, answer) in answers {
-                        push(&samples, started, asked, source, n, answer);
+                        push(&samples, started, asked, source, n, answer, None);
                     }
                     n += 1;
                     pace(&stop, asked).await;
@@ -173,12 +179,14 @@ fn push(
     source: usize,
     round: u64,
     answer: Answer,
+    epoch: Option<u64>,
 ) {
     samples.lock().expect("samples poisoned").push(Sample {
         at: asked.duration_since(started),
         source,
         round,
         answer,
+        epoch,
         latency: asked.elapsed(),
     });
 }
@@ -191,12 +199,13 @@ async fn pace(stop: &CancellationToken, asked: Instant) {
     }
 }
 
-/// One `GET-MASTER-ADDR-BY-NAME`; `Err(Some(why))` on a failure.
+/// One `GET-MASTER-ADDR-BY-NAME` and the `SENTINEL MASTER` record's config epoch, pipelined;
+/// `Err(Some(why))` on a failure.
 async fn ask(
     conn: &mut Option<Client>,
     addr: SocketAddr,
     name: &str,
-) -> Result<Option<SocketAddr>, Option<String>> {
+) -> Result<(Option<SocketAddr>, Option<u64>), Option<String>> {
     if conn.is_none() {
         let client = Client::connect_over(addr, &Transport::Plain, None, DEADLINE)
             .await
@@ -208,12 +217,21 @@ async fn ask(
         .call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name])
         .await
         .map_err(|e| Some(e.to_string()))?;
-    match master_addr(&Value::from(&frame)) {
-        Ok(None) => Ok(None),
-        Ok(Some((ip, port))) => format!("{ip}:{port}")
-            .parse()
-            .map(Some)
-            .map_err(|_| Some(format!("unparsable address {ip}:{port}"))),
-        Err(e) => Err(Some(format!("unexpected reply: {e:?}"))),
-    }
+    let named = match master_addr(&Value::from(&frame)) {
+        Ok(None) => None,
+        Ok(Some((ip, port))) => Some(
+            format!("{ip}:{port}")
+                .parse()
+                .map_err(|_| Some(format!("unparsable address {ip}:{port}")))?,
+        ),
+        Err(e) => return Err(Some(format!("unexpected reply: {e:?}"))),
+    };
+    // An unknown name is an error reply here: no record, no epoch, not a failure.
+    let epoch = match client.call_raw(&["SENTINEL", "MASTER", name]).await {
+        Ok(frame) => MasterRecord::from_resp2(&frame)
+            .ok()
+            .map(|r| r.config_epoch),
+        Err(e) => return Err(Some(e.to_string())),
+    };
+    Ok((named, epoch))
 }

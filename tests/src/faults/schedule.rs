@@ -51,6 +51,8 @@ pub enum Role {
     Replica(usize),
     /// Sentinel `j`.
     Sentinel(usize),
+    /// The coordinator (only in network faults: it is restarted by its own action).
+    Coordinator,
 }
 
 impl fmt::Display for Role {
@@ -59,6 +61,7 @@ impl fmt::Display for Role {
             Role::Master => f.write_str("master"),
             Role::Replica(k) => write!(f, "replica#{k}"),
             Role::Sentinel(j) => write!(f, "sentinel-{j}"),
+            Role::Coordinator => f.write_str("coordinator"),
         }
     }
 }
@@ -86,6 +89,16 @@ pub enum NetFault {
     Lossy(Role, u8),
     /// The pod's egress limited to this many kbit/s.
     Slow(Role, u32),
+    /// Every packet the pod sends held `ms`, plus a random extra up to `jitter_ms` (which
+    /// reorders them).
+    Delay {
+        /// Whose egress.
+        role: Role,
+        /// The fixed part, in milliseconds.
+        ms: u64,
+        /// The random extra's bound, in milliseconds.
+        jitter_ms: u64,
+    },
 }
 
 impl NetFault {
@@ -97,6 +110,7 @@ impl NetFault {
             NetFault::SentinelBlackHole(_) => "sentinel-black-hole",
             NetFault::Lossy(..) => "lossy",
             NetFault::Slow(..) => "slow",
+            NetFault::Delay { .. } => "delay",
         }
     }
 }
@@ -119,6 +133,20 @@ impl fmt::Display for NetFault {
             }
             NetFault::Lossy(role, p) => write!(f, "lossy {role} {p}%"),
             NetFault::Slow(role, kbit) => write!(f, "slow {role} to {kbit}kbit"),
+            NetFault::Delay {
+                role,
+                ms,
+                jitter_ms: 0,
+            } => write!(f, "delay {role} by {ms} ms"),
+            NetFault::Delay {
+                role,
+                ms,
+                jitter_ms,
+            } => write!(
+                f,
+                "delay {role} by {ms} to {} ms (reordered)",
+                ms + jitter_ms
+            ),
         }
     }
 }
@@ -267,7 +295,7 @@ fn random_fault(rng: &mut Rng) -> Action {
         Role::Sentinel(1),
         Role::Sentinel(2),
     ];
-    match rng.below(13) {
+    match rng.below(14) {
         0 => Action::Kill(Role::Master),
         1 => Action::Pause(Role::Master),
         2 => Action::KillSentinel(sentinel(rng)),
@@ -292,22 +320,53 @@ fn random_fault(rng: &mut Rng) -> Action {
             let (a, b) = (side(a), side(b));
             Action::Net(NetFault::Partition { a, b })
         }
-        10 => {
-            if rng.chance(50) {
-                Action::Net(NetFault::OneWay {
-                    from: vec![Role::Master],
-                    to: sentinels.to_vec(),
-                })
-            } else {
-                Action::Net(NetFault::OneWay {
-                    from: sentinels.to_vec(),
-                    to: vec![Role::Master],
-                })
+        // One way: the master and the sentinels either way, or any set of members (the
+        // coordinator among them) towards any set of the others.
+        10 => match rng.below(4) {
+            0 => Action::Net(NetFault::OneWay {
+                from: vec![Role::Master],
+                to: sentinels.to_vec(),
+            }),
+            1 => Action::Net(NetFault::OneWay {
+                from: sentinels.to_vec(),
+                to: vec![Role::Master],
+            }),
+            _ => {
+                let mut everyone = pods.to_vec();
+                everyone.push(Role::Coordinator);
+                let mask = rng.between(1, (1 << everyone.len()) - 2);
+                let (from, rest): (Vec<_>, Vec<_>) = everyone
+                    .iter()
+                    .enumerate()
+                    .partition(|(i, _)| mask & (1 << i) != 0);
+                let from: Vec<Role> = from.into_iter().map(|(_, r)| *r).collect();
+                let rest: Vec<Role> = rest.into_iter().map(|(_, r)| *r).collect();
+                // A non-empty subset of the others receives nothing from `from`.
+                let pick = rng.between(1, (1 << rest.len()) - 1);
+                let to = rest
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| pick & (1 << i) != 0)
+                    .map(|(_, r)| *r)
+                    .collect();
+                Action::Net(NetFault::OneWay { from, to })
             }
-        }
+        },
         11 => {
             let role = pods[rng.below(pods.len() as u64) as usize];
             Action::Net(NetFault::Lossy(role, rng.between(10, 60) as u8))
+        }
+        12 => {
+            let mut everyone = pods.to_vec();
+            everyone.push(Role::Coordinator);
+            let role = everyone[rng.below(everyone.len() as u64) as usize];
+            let ms = [20, 100, 300, 1000][rng.below(4) as usize];
+            let jitter_ms = if rng.chance(50) { ms } else { 0 };
+            Action::Net(NetFault::Delay {
+                role,
+                ms,
+                jitter_ms,
+            })
         }
         _ => {
             let role = pods[rng.below(pods.len() as u64) as usize];
@@ -367,7 +426,7 @@ mod tests {
                 kinds.insert(step.action.kind());
             }
         }
-        assert_eq!(kinds.len(), 14, "{kinds:?}");
+        assert_eq!(kinds.len(), 15, "{kinds:?}");
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub struct Bench {
     pub coordinator: SocketAddr,
     /// The run's clock: every sample and window is since this instant.
     started: Instant,
-    /// Coordinator restarts the runner made, excused from the deadline check.
+    /// Coordinator restarts the runner made, and delays of its own link: excused from the
+    /// deadline check.
     restarts: Vec<Window>,
 }
 
@@ -543,14 +544,20 @@ fn resolve(bench: &Bench, master: usize, role: Role) -> PodId {
             PodId::Data(replicas[k % replicas.len()])
         }
         Role::Sentinel(j) => PodId::Sentinel(j),
+        Role::Coordinator => unreachable!("the coordinator is no pod: see `member`"),
+    }
+}
+
+/// The member a role lives in: a pod's, or the coordinator's own.
+fn member(bench: &Bench, master: usize, role: Role) -> Member {
+    match role {
+        Role::Coordinator => bench.lab.spare_member(0),
+        pod => bench.lab.member(resolve(bench, master, pod)),
     }
 }
 
 fn members(bench: &Bench, master: usize, roles: &[Role]) -> Vec<Member> {
-    roles
-        .iter()
-        .map(|&r| bench.lab.member(resolve(bench, master, r)))
-        .collect()
+    roles.iter().map(|&r| member(bench, master, r)).collect()
 }
 
 /// The network fault a [`NetFault`] is now. The coordinator's member joins side `b` of a
@@ -572,12 +579,17 @@ fn fault(bench: &Bench, master: usize, net: &NetFault) -> Fault {
             let rest: Vec<Member> = net.members().into_iter().filter(|m| *m != me).collect();
             Fault::partition(&[me], &rest)
         }
-        NetFault::Lossy(role, percent) => {
-            Fault::lossy(lab.member(resolve(bench, master, *role)), *percent)
-        }
-        NetFault::Slow(role, kbit) => {
-            Fault::slow(lab.member(resolve(bench, master, *role)), Rate::kbit(*kbit))
-        }
+        NetFault::Lossy(role, percent) => Fault::lossy(member(bench, master, *role), *percent),
+        NetFault::Slow(role, kbit) => Fault::slow(member(bench, master, *role), Rate::kbit(*kbit)),
+        NetFault::Delay {
+            role,
+            ms,
+            jitter_ms,
+        } => Fault::delay(
+            member(bench, master, *role),
+            Duration::from_millis(*ms),
+            Duration::from_millis(*jitter_ms),
+        ),
     }
 }
 
@@ -645,9 +657,22 @@ async fn apply(
         }
         Action::Net(net) => {
             let fault = fault(bench, master, &net);
+            let from = bench.since();
             bench.lab.apply_fault(&fault).map_err(e)?;
             tokio::time::sleep(hold).await;
-            bench.lab.undo_fault(&fault).map_err(e)
+            bench.lab.undo_fault(&fault).map_err(e)?;
+            // The coordinator's own replies held in the network are late by the delay, not by
+            // anything it does: excused from the deadline, as its restarts are.
+            if let NetFault::Delay {
+                role: Role::Coordinator,
+                ms,
+                jitter_ms,
+            } = net
+            {
+                let to = bench.since() + Duration::from_millis(2 * (ms + jitter_ms));
+                bench.restarts.push(Window { from, to });
+            }
+            Ok(())
         }
         Action::Switchover => {
             let budget = Budget::new(SWITCHOVER_BUDGET);
