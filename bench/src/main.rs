@@ -510,7 +510,7 @@ async fn fanout_phase(
         progress(&format!(
             "  the anchor: valkey-server PUBLISH to {large} subscribers"
         ));
-        let sources = source_ips(lab, Towards::Anchor, large);
+        let sources = source_ips(lab, Towards::LargeAnchor, large);
         let anchor = anchor_fan_out(lab, large, &sources, &measured.message).await?;
         fanout.push(anchor_row(&measured, &anchor));
     }
@@ -523,6 +523,8 @@ async fn fanout_phase(
 enum Towards {
     Coordinator,
     Anchor,
+    /// The large row's anchor: the first anchor's ports are still in TIME_WAIT too.
+    LargeAnchor,
 }
 
 /// Distinct loopback source addresses for `count` connections to one server: one address has
@@ -531,6 +533,7 @@ fn source_ips(lab: &Lab, towards: Towards, count: usize) -> Vec<IpAddr> {
     let first = match towards {
         Towards::Coordinator => 10,
         Towards::Anchor => 20,
+        Towards::LargeAnchor => 30,
     };
     let needed = count.div_ceil(20_000).max(1);
     (0..needed)
