@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
+use tokio::time::Instant;
 use valkey_coordinator::addr::Addr;
 use valkey_coordinator::lifecycle::{Budget, Target, switchover};
-use valkey_lab::{Lab, LabSpec, PodId, SentinelTimings, ValkeyVersion, WriteLog, Writer};
+use valkey_lab::sentinel_protocol::event::Channel;
+use valkey_lab::{EventLog, Lab, LabSpec, PodId, SentinelTimings, ValkeyVersion, WriteLog, Writer};
 
 use crate::report::Row;
 use crate::stats::Sample;
@@ -38,19 +40,33 @@ impl Mode {
     }
 }
 
-/// The writer's longest gap between two acknowledgements.
-fn window(log: &WriteLog) -> Duration {
+/// The writer's longest gap between two acknowledgements: its length and when it began (since
+/// the writer started).
+fn window(log: &WriteLog) -> (Duration, Duration) {
     log.acked
         .windows(2)
-        .map(|pair| pair[1].at.saturating_sub(pair[0].at))
+        .map(|pair| (pair[1].at.saturating_sub(pair[0].at), pair[0].at))
         .max()
         .unwrap_or_default()
 }
 
-/// One switchover by `mode`, with a writer running: its window and lost writes.
-async fn once(lab: &Lab, mode: Mode) -> anyhow::Result<(Duration, usize)> {
+/// One switchover, measured.
+struct Measured {
+    window: Duration,
+    lost: usize,
+    /// From the window's start to the first sentinel's `+promoted-slave` (the leader has seen
+    /// the promoted replica say so in its INFO) and to the first `+switch-master`.
+    promoted: Option<Duration>,
+    switched: Option<Duration>,
+}
+
+/// One switchover by `mode`, with a writer running: its window, lost writes and where the
+/// window went.
+async fn once(lab: &Lab, mode: Mode) -> anyhow::Result<Measured> {
     let old = lab.sentinel_master_addr(0).await?.context("a master")?;
     let old_index = lab.data_index(old).context("a data pod")?;
+    let events = EventLog::start(lab).await?;
+    let writer_started = Instant::now();
     let writer = Writer::start(lab, None);
     writer.wait_acked_by(old, 500, WAIT).await?;
     match mode {
@@ -86,7 +102,22 @@ async fn once(lab: &Lab, mode: Mode) -> anyhow::Result<(Duration, usize)> {
     writer.wait_acked_by(agreed.addr, 500, WAIT).await?;
     let log = writer.stop().await;
     let report = lab.check_lost_writes(&log, new).await?;
-    Ok((window(&log), report.missing.len() + report.wrong.len()))
+    let (gap, began) = window(&log);
+    let began = writer_started + began;
+    let first = |channel: Channel| {
+        events
+            .snapshot()
+            .iter()
+            .filter(|e| e.event.channel == channel && e.at >= began)
+            .map(|e| e.at.duration_since(began))
+            .min()
+    };
+    Ok(Measured {
+        window: gap,
+        lost: report.missing.len() + report.wrong.len(),
+        promoted: first(Channel::PromotedSlave),
+        switched: first(Channel::SwitchMaster),
+    })
 }
 
 /// Waits until the group can be switched over again: every sentinel sees every replica linked.
@@ -122,14 +153,19 @@ pub async fn rows(rounds: usize) -> anyhow::Result<Vec<Row>> {
     let modes = [Mode::Action, Mode::Plain, Mode::Coordinated];
     let mut windows = vec![Vec::new(); modes.len()];
     let mut lost = vec![Vec::new(); modes.len()];
+    let mut promoted = vec![Vec::new(); modes.len()];
+    let mut switched = vec![Vec::new(); modes.len()];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     for _ in 0..rounds {
         for (k, mode) in modes.into_iter().enumerate() {
             settle(&lab).await?;
-            let (gap, missing) = once(&lab, mode)
+            let measured = once(&lab, mode)
                 .await
                 .with_context(|| mode.label().to_owned())?;
-            windows[k].push(gap.as_secs_f64() * 1e3);
-            lost[k].push(missing);
+            windows[k].push(ms(measured.window));
+            lost[k].push(measured.lost);
+            promoted[k].extend(measured.promoted.map(ms));
+            switched[k].extend(measured.switched.map(ms));
         }
     }
     let action = Sample::new(windows[0].clone());
@@ -141,12 +177,22 @@ pub async fn rows(rounds: usize) -> anyhow::Result<Vec<Row>> {
             "planned switchover by {}: write window and acknowledged writes lost ({rounds} switchovers, writer back to back)",
             mode.label()
         ));
+        let offset = |values: &[f64]| {
+            if values.is_empty() {
+                "not seen".to_owned()
+            } else {
+                format!("p50 {:.0} ms", Sample::new(values.to_vec()).median())
+            }
+        };
         let shown = format!(
-            "window p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; lost {total} ({:?})",
+            "window p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; lost {total} ({:?}); from the \
+             window's start to the leader's +promoted-slave {}, to +switch-master {}",
             sample.median(),
             sample.percentile(99.0),
             sample.max(),
-            lost[k]
+            lost[k],
+            offset(&promoted[k]),
+            offset(&switched[k]),
         );
         let row = if mode == Mode::Action {
             row.coordinator(shown).target(
@@ -159,7 +205,12 @@ pub async fn rows(rounds: usize) -> anyhow::Result<Vec<Row>> {
                 action.median() / sample.median().max(0.001)
             ))
         };
-        rows.push(row.data(json!({ "window_ms": sample.to_json(), "lost": lost[k] })));
+        rows.push(row.data(json!({
+            "window_ms": sample.to_json(),
+            "lost": lost[k],
+            "to_promoted_slave_ms": promoted[k],
+            "to_switch_master_ms": switched[k],
+        })));
     }
     Ok(rows)
 }
