@@ -306,9 +306,9 @@ fn context(report: &mut Report, args: &Args, version: ValkeyVersion, open_files:
         "coordinator".into(),
         json!(format!(
             "release build of valkey-coordinator serve, in its own process ({})",
-            match std::env::var("VALKEY_COORDINATOR_WORKER_THREADS") {
-                Ok(threads) => format!("--worker-threads {threads}"),
-                Err(_) => "default runtime: one worker per core".to_owned(),
+            match std::env::var("VALKEY_COORDINATOR_CLIENT_THREADS") {
+                Ok(threads) => format!("--client-threads {threads}"),
+                Err(_) => "default: clients on one single-threaded client thread".to_owned(),
             }
         )),
     );

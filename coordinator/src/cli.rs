@@ -49,9 +49,9 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
-    /// Threads that run the service; one per core when absent, which tells many subscribers
-    /// of a switch fastest. 1 (a single-threaded runtime) spends the least CPU per request:
-    /// use it where discovery load is high and subscribers are few (bench/run.sh measures both).
+    /// Threads that run the service's own work (the sentinel links, the healer, metrics, the
+    /// accept loops); one per core when absent, 1 for a single-threaded runtime. The clients
+    /// run on `serve --client-threads`.
     #[arg(
         long,
         global = true,
@@ -793,6 +793,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = server::DEFAULT_MAX_CLIENTS, env = "VALKEY_COORDINATOR_MAX_CLIENTS")]
     pub max_clients: usize,
 
+    /// Threads the client connections run on, each single-threaded, a connection kept on one
+    /// for its life; 0 runs them on the service's own runtime. One, the default, spends per
+    /// request what a sentinel does (a request never wakes a second thread); more deliver a
+    /// tap message to many subscribers on as many cores at once, at some CPU per request when
+    /// the cores are busy anyway (bench/run.sh measures both).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "VALKEY_COORDINATOR_CLIENT_THREADS"
+    )]
+    pub client_threads: usize,
+
     /// How long an established, unsubscribed client may stay silent, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = duration_ms(server::DEFAULT_IDLE_TIMEOUT), env = "VALKEY_COORDINATOR_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: u64,
@@ -1104,6 +1117,7 @@ impl ServeArgs {
         server.peers = self.peers;
         server.announce = self.announce;
         server.max_clients = self.max_clients;
+        server.client_threads = self.client_threads;
         server.idle_timeout = Duration::from_millis(self.idle_timeout_ms);
         server.master_access = Access {
             credentials: None,

@@ -286,3 +286,40 @@ async fn a_switch_master_subscriber_changing_scope_neither_loses_nor_repeats() {
     );
     server.stop().await;
 }
+
+/// With the connections spread over two client threads, every client is served, the ones that
+/// pipeline get their replies in order, and one tap message reaches the subscribers of both
+/// threads; shutdown then ends every thread.
+#[tokio::test]
+async fn clients_on_several_client_threads_are_served_and_all_get_the_tap() {
+    let server = TestServer::start(|config| config.client_threads = 2).await;
+    server.publish_fixture_agreement();
+    let mut subscribers = Vec::new();
+    for _ in 0..6 {
+        let mut client = server.client().await;
+        assert_eq!(
+            client.call(&["SUBSCRIBE", "+switch-master"]).await,
+            b"*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n"
+        );
+        subscribers.push(client);
+    }
+    for _ in 0..4 {
+        let mut client = server.client().await;
+        client.send_raw(b"PING a\r\nPING b\r\nPING c\r\n").await;
+        for message in ["a", "b", "c"] {
+            let reply = client.read_reply().await;
+            assert_eq!(text(&reply), format!("$1\r\n{message}\r\n"));
+        }
+    }
+    server.registry.send_tap(TapMessage::new(
+        Channel::parse(b"+switch-master"),
+        b("mymaster 127.0.0.1 6379 127.0.0.1 6380"),
+    ));
+    for client in &mut subscribers {
+        assert_eq!(
+            text(&client.read_reply().await),
+            "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$38\r\nmymaster 127.0.0.1 6379 127.0.0.1 6380\r\n"
+        );
+    }
+    server.stop().await;
+}

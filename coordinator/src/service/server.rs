@@ -7,6 +7,7 @@
 //!
 //! Layout, one concern per module:
 //! - this file: configuration and the accept loops (client limit, TLS handshake, shutdown);
+//! - [`shards`]: the threads client connections run on, each a single-threaded runtime;
 //! - [`connection`]: one task per client: read, decode every pipelined request, reply in order
 //!   with one write per read batch, timeouts, pub/sub delivery;
 //! - [`dispatch`]: command to reply, against a snapshot of the registry;
@@ -22,6 +23,7 @@ mod dispatch;
 mod master_link;
 pub mod pubsub;
 mod records;
+mod shards;
 pub mod status;
 
 use std::net::SocketAddr;
@@ -94,6 +96,12 @@ pub struct ServerConfig {
     /// How those links reach the masters: TLS when the group speaks it. No credentials: an
     /// answer of any kind (`-NOAUTH` too) is proof of life.
     pub master_access: Access,
+    /// Threads the client connections run on, each with a single-threaded runtime of its own,
+    /// a connection staying on the one it was given (round robin) for its life; 0: on the
+    /// runtime that calls [`run`]. A request then never wakes another thread, which is where a
+    /// work-stealing runtime spends CPU per request, and a tap message still reaches the
+    /// subscribers on every thread at once.
+    pub client_threads: usize,
 }
 
 impl ServerConfig {
@@ -112,6 +120,7 @@ impl ServerConfig {
             version: DEFAULT_SERVER_VERSION.to_owned(),
             watch_masters: true,
             master_access: Access::default(),
+            client_threads: 0,
         }
     }
 }
@@ -176,17 +185,22 @@ pub async fn run(
         local_addr,
         started: tokio::time::Instant::now(),
     });
+    let shards = Arc::new(shards::Shards::start(shared.config.client_threads)?);
     for listener in listeners {
         tasks.spawn(accept(
             listener,
             Arc::clone(&shared),
             Arc::clone(&slots),
+            Arc::clone(&shards),
             tasks.clone(),
             shutdown.clone(),
         ));
     }
     tasks.close();
     tasks.wait().await;
+    if let Ok(shards) = Arc::try_unwrap(shards) {
+        shards.stop().await;
+    }
     tracing::info!("client server stopped");
     Ok(())
 }
@@ -196,6 +210,7 @@ async fn accept(
     listener: Listener,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
+    shards: Arc<shards::Shards>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -232,10 +247,17 @@ async fn accept(
         let shutdown = shutdown.child_token();
         // One task type per transport: a task is as large as its largest state, and a plaintext
         // client should not carry the room a TLS session's would need.
-        match listener.tls.clone() {
-            None => tasks.spawn(serve_plain(stream, peer, shared, slot, shutdown)),
-            Some(tls) => tasks.spawn(serve_tls(stream, peer, tls, shared, slot, shutdown)),
+        let placed = match listener.tls.clone() {
+            None => shards.place(stream, &tasks, move |stream| {
+                serve_plain(stream, peer, shared, slot, shutdown)
+            }),
+            Some(tls) => shards.place(stream, &tasks, move |stream| {
+                serve_tls(stream, peer, tls, shared, slot, shutdown)
+            }),
         };
+        if let Err(error) = placed {
+            tracing::warn!(%peer, %error, "cannot hand the client to its thread; closed");
+        }
     }
 }
 

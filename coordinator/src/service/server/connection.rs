@@ -16,7 +16,9 @@
 use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use sentinel_protocol::codec::RequestCodec;
@@ -72,9 +74,17 @@ impl Wire for tokio::net::TcpStream {
         self.readable().await.map(|()| None)
     }
 
+    /// A read through `poll_read` rather than `try_read`: a short read then clears the
+    /// socket's readiness (epoll is edge-triggered), where `try_read` keeps it until a read
+    /// fails with `WouldBlock`, one more read syscall per request. The no-op waker is
+    /// harmless: [`Wire::ready`] registers the task's own before the connection waits again.
     fn try_read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
         buf.reserve(INPUT_CAPACITY);
-        self.try_read_buf(buf)
+        let mut cx = Context::from_waker(Waker::noop());
+        match tokio_util::io::poll_read_buf(Pin::new(self), &mut cx, buf) {
+            Poll::Ready(read) => read,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
     }
 
     fn try_write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
