@@ -27,14 +27,8 @@ if has_version "$bin/iptables-legacy"; then
   exit 0
 fi
 
-# The machine's Debian mirror, from its apt sources.
-debian_uri() {
-  local uri
-  uri="$(grep -hE '^URIs:.*debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 | awk '{print $2}')"
-  [ -n "$uri" ] || uri="$(grep -hE '^deb .*debian/? bookworm' /etc/apt/sources.list 2>/dev/null | head -n 1 | awk '{print $2}')"
-  [ -n "$uri" ] || die "no Debian source entry found in /etc/apt to derive the Debian mirror from"
-  echo "$uri"
-}
+# shellcheck source=tests/debian-mirror.sh
+. "$root/tests/debian-mirror.sh"
 
 # A private apt configuration in $work/apt: the machine's Debian mirror for $suite, with its own
 # lists and cache, so the system's apt state is untouched.

@@ -61,14 +61,8 @@ install_818() {
   has_version "$bin/valkey-server" 8.1.8 || die "valkey-server 8.1.8 does not report its version"
 }
 
-# The machine's Debian mirror, from its apt sources.
-debian_uri() {
-  local uri
-  uri="$(grep -hE '^URIs:.*debian/?$' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1 | awk '{print $2}')"
-  [ -n "$uri" ] || uri="$(grep -hE '^deb .*debian/? bookworm' /etc/apt/sources.list 2>/dev/null | head -n 1 | awk '{print $2}')"
-  [ -n "$uri" ] || die "no Debian source entry found in /etc/apt to derive the Debian mirror from"
-  echo "$uri"
-}
+# shellcheck source=tests/debian-mirror.sh
+. "$root/tests/debian-mirror.sh"
 
 # apt_private NAME TYPE SUITE...: a private apt configuration in $work/NAME, the machine's
 # Debian mirror with entries of TYPE (deb, deb-src) for SUITEs, its own lists and cache, so the
