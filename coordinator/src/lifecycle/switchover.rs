@@ -17,7 +17,10 @@
 //!    anything) and persist it in the state file before the first change; a re-run that finds
 //!    the file takes it as the truth. Restore the captured values on every path afterwards.
 //! 5. Bias: every replica but the candidate to 0; then wait until the `SENTINEL REPLICAS` of
-//!    every reachable sentinel naming the master shows exactly that.
+//!    every reachable sentinel naming the master shows exactly that, and none of their records
+//!    of a replica that may be promoted still says it reports `role:master` (a stale INFO:
+//!    that sentinel would turn the promotion back at once, `+convert-to-slave`), within the
+//!    budget, else fail.
 //! 6. One `SENTINEL FAILOVER`, to the reachable sentinel with the highest config epoch that
 //!    names the agreed master and is not in TILT (one there takes the failover and runs it only
 //!    once TILT ends; all in TILT: wait within the budget, else fail with nothing changed); `COORDINATED` where that sentinel takes it and the old master
@@ -317,6 +320,40 @@ fn master_lost(survey: &Survey, master: &Addr, target: &Target) -> bool {
         _ => false,
     });
     down || failing_over_from(survey).is_some_and(|from| target.same_pod(&from, master))
+}
+
+/// The sentinels that would turn a promotion straight back, with the replica: their record of
+/// a replica that may be promoted (the candidate, or any when untargeted) says it reports
+/// `role:master`, so their INFO of it predates its last change of role. A sentinel that sees
+/// a replica claim master for over four hello periods, counted from the last change of role
+/// it observed, with no failover it knows of, reconfigures it (`+convert-to-slave`): one that
+/// never saw the replica as a replica does so the moment it is promoted, and the failover
+/// aborts with the old master already demoted. Their next INFO of it clears this.
+pub fn stale_role_views(
+    survey: &Survey,
+    master: &Addr,
+    candidate: Option<&Addr>,
+    target: &Target,
+) -> Vec<(Addr, Addr)> {
+    let mut stale = Vec::new();
+    for (id, polled) in survey.polled() {
+        let SentinelView::Reports(report) = &polled.view else {
+            continue;
+        };
+        if !target.same_pod(&report.master, master) {
+            continue;
+        }
+        for replica in &polled.replicas {
+            let Some(addr) = record_addr(replica) else {
+                continue;
+            };
+            let may_be_promoted = candidate.is_none_or(|c| target.same_pod(c, &addr));
+            if may_be_promoted && replica.info.role_reported == "master" {
+                stale.push((id.addr().clone(), addr));
+            }
+        }
+    }
+    stale
 }
 
 /// The replicas a paused master must see caught up before the failover: the candidate when
@@ -798,13 +835,20 @@ async fn fail_over(
             .find(|(id, _)| id.addr() == &chosen)
             .map(|(_, polled)| polled.replicas.clone())
             .unwrap_or_default();
-        if candidate.is_some() || !must_catch_up(&chosen_replicas, None, target).is_empty() {
+        let stale = stale_role_views(&survey, old, candidate, target);
+        let promotable =
+            candidate.is_some() || !must_catch_up(&chosen_replicas, None, target).is_empty();
+        if promotable && stale.is_empty() {
             break (epoch, chosen, chosen_replicas);
         }
         if budget.remaining() <= STEP * 2 {
-            return Err(ActionError::refused(format!(
-                "sentinel {chosen} lists no replica of {old} it could promote"
-            )));
+            return Err(ActionError::refused(match stale.first() {
+                Some((sentinel, replica)) if promotable => format!(
+                    "sentinel {sentinel} still has {replica} reporting role master (its INFO \
+                     of it is stale): it would turn the promoted replica back"
+                ),
+                _ => format!("sentinel {chosen} lists no replica of {old} it could promote"),
+            }));
         }
         budget.pause(POLL * 3).await;
     };
@@ -1304,6 +1348,33 @@ pub(super) mod tests {
         replica.slave_priority = priority;
         replica.master_link_status = "ok".into();
         replica
+    }
+
+    #[test]
+    fn a_sentinel_still_seeing_a_replica_as_master_holds_the_failover_back() {
+        let target = target(3);
+        let mut survey = survey_of(&[names(0, 4), names(0, 4), names(0, 4)]);
+        for (j, (_, answer)) in survey.answers.iter_mut().enumerate() {
+            let Answer::Polled(polled) = answer else {
+                unreachable!("every sentinel answers")
+            };
+            polled.replicas = vec![record(1, 100), record(2, 100)];
+            for replica in &mut polled.replicas {
+                replica.info.role_reported = "slave".into();
+            }
+            if j == 1 {
+                polled.replicas[0].info.role_reported = "master".into();
+            }
+        }
+        assert_eq!(
+            stale_role_views(&survey, &addr(0), None, &target),
+            vec![(sentinel(1), addr(1))]
+        );
+        assert_eq!(
+            stale_role_views(&survey, &addr(0), Some(&addr(2)), &target),
+            Vec::<(Addr, Addr)>::new(),
+            "targeted, only the candidate's records matter"
+        );
     }
 
     #[test]
