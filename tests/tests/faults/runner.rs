@@ -703,8 +703,9 @@ async fn apply(
     }
 }
 
-/// Waits until the group has settled: every sentinel monitors and names one master `M` and
-/// knows every other data pod as its replica and every other sentinel, `M` says
+/// Waits until the group has settled: every sentinel monitors and names one master `M`, with
+/// every option the group runs with, and knows every other data pod as its replica and every
+/// other sentinel, `M` says
 /// `role:master`, every other data pod is a linked replica of `M`, and the coordinator names
 /// `M`. Returns `M`'s index and how long it took.
 async fn settle(bench: &Bench) -> Result<(usize, Duration), String> {
@@ -770,6 +771,27 @@ async fn settled(lab: &Lab, coordinator: SocketAddr) -> Result<usize, String> {
         if pong > down_after / 2 {
             return Err(format!(
                 "sentinel-{j} last heard the master's PONG {pong} ms ago"
+            ));
+        }
+        // Monitoring with every option the group runs with: what a wiped sentinel gets back
+        // only from the healer.
+        let spec = lab.spec();
+        let options = (
+            record.quorum,
+            record.instance.down_after_milliseconds,
+            record.failover_timeout,
+            record.parallel_syncs,
+        );
+        let wanted = (
+            spec.quorum as u64,
+            down_after,
+            spec.timings.failover_timeout.as_millis() as i64,
+            i64::from(spec.timings.parallel_syncs),
+        );
+        if options != wanted {
+            return Err(format!(
+                "sentinel-{j} monitors with (quorum, down-after, failover-timeout, \
+                 parallel-syncs) {options:?}, not {wanted:?}"
             ));
         }
     }
