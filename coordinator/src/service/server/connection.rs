@@ -301,13 +301,8 @@ fn scratch_turn<S: Wire>(
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Turn::Nothing,
             Err(_) => return Turn::Closed(Close::ReadError),
         }
-        // Replies go after anything still waiting to be written, never before it.
-        let out = if output.is_empty() {
-            &mut *scratch_out
-        } else {
-            &mut *output
-        };
-        let turn = batch(buf, out);
+        let mut turn = Turn::Nothing;
+        let written = encode_and_write(stream, scratch_out, output, |out| turn = batch(buf, out));
         if !own_input && !scratch_in.is_empty() {
             input.extend_from_slice(scratch_in);
             scratch_in.clear();
@@ -315,8 +310,6 @@ fn scratch_turn<S: Wire>(
         if own_input && input.is_empty() {
             *input = BytesMut::new();
         }
-        let written = write_scratch(stream, scratch_out, output);
-        release_scratch_output(scratch_out);
         match written {
             Ok(()) => turn,
             Err(_) => Turn::Closed(Close::WriteFailed),
@@ -324,44 +317,48 @@ fn scratch_turn<S: Wire>(
     })
 }
 
-/// Encodes with `encode` and, on plain TCP with nothing already waiting in `output`, writes
-/// through the thread's scratch output at once, leaving in `output` only what the socket did
-/// not take; otherwise appends to `output` for the caller's flush. `Err`: the write failed.
+/// Encodes with `encode` and, on plain TCP, writes through the thread's scratch output at once
+/// (see [`encode_and_write`]); on TLS appends to `output` for the caller's flush. `Err`: the
+/// write failed.
 fn write_now<S: Wire>(
     stream: &mut S,
     output: &mut BytesMut,
     encode: impl FnOnce(&mut BytesMut),
 ) -> io::Result<()> {
-    if !S::SCRATCH || !output.is_empty() {
+    if !S::SCRATCH {
         encode(output);
         return Ok(());
     }
-    SCRATCH.with_borrow_mut(|(_, scratch_out)| {
-        encode(scratch_out);
-        let result = write_scratch(stream, scratch_out, output);
-        release_scratch_output(scratch_out);
-        result
-    })
+    SCRATCH
+        .with_borrow_mut(|(_, scratch_out)| encode_and_write(stream, scratch_out, output, encode))
 }
 
-/// Writes `scratch_out` as far as the socket takes it now and moves the rest to `output`.
-fn write_scratch<S: Wire>(
+/// Encodes into the scratch output and writes it as far as the socket takes it now, moving the
+/// rest to `output` for the caller's flush; the scratch is emptied after. With bytes already
+/// waiting in `output`, encodes after them instead: replies never overtake what is queued.
+fn encode_and_write<S: Wire>(
     stream: &mut S,
     scratch_out: &mut BytesMut,
     output: &mut BytesMut,
+    encode: impl FnOnce(&mut BytesMut),
 ) -> io::Result<()> {
-    if scratch_out.is_empty() {
+    if !output.is_empty() {
+        encode(output);
         return Ok(());
     }
+    encode(scratch_out);
     let written = match stream.try_write_now(scratch_out) {
-        Ok(n) => n,
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => 0,
-        Err(error) => return Err(error),
+        Ok(n) => Ok(n),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        Err(error) => Err(error),
     };
-    if written < scratch_out.len() {
-        output.extend_from_slice(&scratch_out[written..]);
+    if let Ok(n) = written
+        && n < scratch_out.len()
+    {
+        output.extend_from_slice(&scratch_out[n..]);
     }
-    Ok(())
+    release_scratch_output(scratch_out);
+    written.map(drop)
 }
 
 /// Empties the scratch output, and lets a grown one go.
