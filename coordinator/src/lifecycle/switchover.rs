@@ -54,8 +54,8 @@ use crate::addr::Addr;
 use crate::sentinel::admin::{self, FailoverMode, FailoverReply};
 use crate::sentinel::conn::{self, Access, ConnError, Connection};
 use crate::sentinel::dataplane;
-use crate::sentinel::query::Survey;
-use crate::verdict::{SentinelView, Verdict};
+use crate::sentinel::query::{Polled, Survey};
+use crate::verdict::{SentinelId, SentinelReport, SentinelView, Verdict};
 
 use super::knowledge::{self, AgreedMaster};
 use super::{ActionError, Budget, Target};
@@ -202,6 +202,24 @@ pub fn bias_seen(replicas: &[ReplicaRecord], wanted: &[(Addr, u64)], target: &Ta
     })
 }
 
+/// The polled sentinels whose report names `master` (as the same pod, whatever address form
+/// it is written in), with their poll and report: the sentinels whose word about that master's
+/// failover and replicas counts.
+fn reporting<'a>(
+    survey: &'a Survey,
+    master: &'a Addr,
+    target: &'a Target,
+) -> impl Iterator<Item = (&'a SentinelId, &'a Polled, &'a SentinelReport)> {
+    survey
+        .polled()
+        .filter_map(move |(id, polled)| match &polled.view {
+            SentinelView::Reports(report) if target.same_pod(&report.master, master) => {
+                Some((id, polled, report))
+            }
+            _ => None,
+        })
+}
+
 /// The sentinel to send the one failover to: among those that name `master` and are not in
 /// `skip` (found in TILT), the one with the highest config epoch (ties: the first configured).
 /// A cut-off sentinel with an older epoch, or one naming another master, is never chosen.
@@ -212,11 +230,8 @@ pub fn choose_sentinel(
     skip: &[Addr],
 ) -> Option<Addr> {
     let mut best: Option<(&Addr, u64)> = None;
-    for (id, polled) in survey.polled() {
-        let SentinelView::Reports(report) = &polled.view else {
-            continue;
-        };
-        if !target.same_pod(&report.master, master) || skip.contains(id.addr()) {
+    for (id, _, report) in reporting(survey, master, target) {
+        if skip.contains(id.addr()) {
             continue;
         }
         if best.is_none_or(|(_, epoch)| report.config_epoch > epoch) {
@@ -242,11 +257,8 @@ pub fn failing_over_from(survey: &Survey) -> Option<Addr> {
 /// names `old` and runs no failover (it sets the flag before it answers `+OK`, so this is an
 /// abort, never a failover not yet started), and no other reachable sentinel runs one.
 pub fn failover_abandoned(survey: &Survey, leader: &Addr, old: &Addr, target: &Target) -> bool {
-    let leader_gave_up = survey.polled().any(|(id, polled)| {
-        id.addr() == leader
-            && matches!(&polled.view, SentinelView::Reports(report)
-                if target.same_pod(&report.master, old) && !report.failover_in_progress())
-    });
+    let leader_gave_up = reporting(survey, old, target)
+        .any(|(id, _, report)| id.addr() == leader && !report.failover_in_progress());
     leader_gave_up && !any_failover_running(survey)
 }
 
@@ -336,13 +348,7 @@ pub fn stale_role_views(
     target: &Target,
 ) -> Vec<(Addr, Addr)> {
     let mut stale = Vec::new();
-    for (id, polled) in survey.polled() {
-        let SentinelView::Reports(report) = &polled.view else {
-            continue;
-        };
-        if !target.same_pod(&report.master, master) {
-            continue;
-        }
+    for (id, polled, _) in reporting(survey, master, target) {
         for replica in &polled.replicas {
             let Some(addr) = record_addr(replica) else {
                 continue;
