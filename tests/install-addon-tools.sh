@@ -180,6 +180,25 @@ go_env() {
   export GOFLAGS="-buildvcs=false -mod=mod"
 }
 
+# What a Go module download cut off or refused by the proxy prints.
+go_network_error='dial tcp|i/o timeout|connection reset|TLS handshake timeout|unexpected EOF|stream error|: (429|500|502|503|504) '
+
+# go_twice LOG COMMAND...: runs COMMAND with its output appended to LOG, and once more if this
+# try failed on the network, which a second try usually gets past; a failure of any other kind
+# (a compile error, a full disk) is not retried.
+go_twice() {
+  local blog="$1"; shift
+  local tried="$blog.try"
+  "$@" >"$tried" 2>&1 && { cat "$tried" >>"$blog"; return 0; }
+  cat "$tried" >>"$blog"
+  grep -qE "$go_network_error" "$tried" || return 1
+  log "retrying once after a network error: $(grep -E "$go_network_error" "$tried" | tail -n 1)"
+  "$@" >>"$blog" 2>&1
+}
+
+go_get_in() { (cd "$1" && go get "$2"); }
+go_build_in() { (cd "$1" && nice -n 10 go build -trimpath -ldflags "$2" -o "$3" "$4"); }
+
 # go_build NAME OUT MODULE@VERSION PACKAGE LDFLAGS [REPLACE...]: builds PACKAGE of MODULE into
 # OUT, from a throwaway module under $work/go/NAME that requires MODULE@VERSION (with the given
 # `old => new version` replace directives). The build log is kept there on failure.
@@ -187,7 +206,7 @@ go_build() {
   local name="$1" out="$2" req="$3" pkg="$4" ldflags="$5"; shift 5
   go_env
   local mod="$work/go/$name" blog="$work/go/$name.log"
-  rm -rf "$mod"; mkdir -p "$mod"
+  rm -rf "$mod"; mkdir -p "$mod"; : >"$blog"
   {
     echo "module addon-tools.invalid/$name"
     echo
@@ -205,16 +224,17 @@ go_build() {
   if [ "${free_kb:-0}" -lt $((5 * 1024 * 1024)) ]; then
     log "warning: $((free_kb / 1024)) MiB free under $deps; building $name may need up to 5 GiB"
   fi
-  if ! (cd "$mod" && go get "$pkg@${req#*@}") >"$blog" 2>&1; then
+  if ! go_twice "$blog" go_get_in "$mod" "$pkg@${req#*@}"; then
     die_with_log "$blog" "cannot resolve the Go module $req (is the Go module proxy reachable?)"
   fi
   mkdir -p "$(dirname "$out")"
-  if ! (cd "$mod" && nice -n 10 go build -trimpath -ldflags "-s -w $ldflags" -o "$out.tmp" "$pkg") >>"$blog" 2>&1; then
+  if ! go_twice "$blog" go_build_in "$mod" "-s -w $ldflags" "$out.tmp" "$pkg"; then
     rm -f "$out.tmp"
     df -h "$deps" >>"$blog" 2>&1 || true
     die_with_log "$blog" "building $pkg ($req) failed"
   fi
   mv "$out.tmp" "$out"
+  rm -f "$blog.try"
   go clean -cache
   log "built $name from $req in $((SECONDS - started)) s"
 }
