@@ -420,3 +420,50 @@ async fn a_rotated_client_certificate_is_presented_on_new_links_and_old_links_ke
         .await
         .expect("the fresh certificate is accepted on a new link");
 }
+
+/// A pipelined batch larger than one TLS record: its requests arrive in several records, one of
+/// them cut between two, and the replies come back whole and in order. Each `CLIENT GETNAME`
+/// answers the name set just before it, so a lost, repeated or reordered request shows.
+#[tokio::test]
+async fn a_pipelined_batch_spanning_several_tls_records_is_answered_in_order() {
+    let dir = Scratch::new("pipelined");
+    let pki = pki(&dir.0);
+    let server = TlsServer::start(
+        &pki,
+        &pki.volume(COORDINATOR).expect("issued").identity(),
+        ClientAuth::Required,
+    )
+    .await;
+    let tls = client(pki.ca_cert(), pki.volume(CLIENT), None);
+    let mut connection = conn::connect(&server.addr(), &access(tls))
+        .await
+        .expect("served over TLS");
+    // 77 bytes per pair of requests: 2,000 pairs are 154 KB, ten records of at most 16 KiB.
+    let names: Vec<String> = (0..2_000).map(|i| format!("client-{i:05}")).collect();
+    for name in &names {
+        connection.queue(&["CLIENT", "SETNAME", name.as_str()]);
+        connection.queue(&["CLIENT", "GETNAME"]);
+    }
+    connection.flush().await.expect("written");
+    for name in &names {
+        let set = tokio::time::timeout(Duration::from_secs(5), connection.next_frame())
+            .await
+            .expect("a reply within 5 s")
+            .expect("a reply");
+        assert!(
+            matches!(Value::from(&set), Value::Str(ref ok) if ok.as_ref() == b"OK"),
+            "SETNAME {name} answers OK, got {set:?}"
+        );
+        let got = connection.next_frame().await.expect("a reply");
+        assert!(
+            matches!(Value::from(&got), Value::Str(ref text) if text.as_ref() == name.as_bytes()),
+            "GETNAME after SETNAME {name} answers it, got {got:?}"
+        );
+    }
+    ping(
+        &server.addr(),
+        &access(client(pki.ca_cert(), pki.volume(CLIENT), None)),
+    )
+    .await
+    .expect("still served");
+}

@@ -10,8 +10,9 @@
 //! waits for readiness, then reads into the thread's scratch buffer, runs the batch from there
 //! and writes the replies from the thread's scratch output at once. Only what is left over (a
 //! request cut mid-frame, a reply the socket would not take whole) is copied into buffers of
-//! the connection's own, which are freed again once drained. A TLS client reads and writes
-//! through its own buffers: rustls keeps per-connection buffers anyway.
+//! the connection's own, which are freed again once drained. A TLS client waits on the buffer
+//! rustls keeps per connection anyway, and holds a read buffer of its own only while a request
+//! is in it; it writes through an output of its own.
 
 use std::cell::RefCell;
 use std::io;
@@ -23,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::BytesMut;
 use sentinel_protocol::codec::RequestCodec;
 use sentinel_protocol::reply::Reply;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
@@ -33,8 +34,7 @@ use super::Shared;
 use super::dispatch::{Session, execute};
 use crate::service::registry::{LocalLatency, Stats, TapMessage, TapScope};
 
-/// The read buffer a TLS connection holds, and what a plaintext one reads at most per turn into
-/// the thread's scratch. A batch of 16 pipelined `GET-MASTER-ADDR-BY-NAME` is about 1 KiB and
+/// What a plaintext connection reads at most per turn into the thread's scratch. A batch of 16 pipelined `GET-MASTER-ADDR-BY-NAME` is about 1 KiB and
 /// should arrive in one read: measured with bench/run.sh on 2 cores, 512 bytes cost 15 % of
 /// the P16 throughput and 2 KiB 10 %.
 const INPUT_CAPACITY: usize = 4096;
@@ -95,11 +95,14 @@ impl Wire for tokio::net::TcpStream {
 impl<S: AsyncRead + AsyncWrite + Unpin> Wire for tokio_rustls::server::TlsStream<S> {
     const SCRATCH: bool = false;
 
+    /// Waits on rustls's own buffer of decrypted bytes and copies them out only once they are
+    /// there, so an idle TLS client holds no read buffer besides the one rustls keeps anyway.
     async fn ready(&mut self, input: &mut BytesMut) -> io::Result<Option<usize>> {
-        if input.capacity() == input.len() {
-            input.reserve(INPUT_CAPACITY);
-        }
-        self.read_buf(input).await.map(Some)
+        let arrived = self.fill_buf().await?;
+        let n = arrived.len();
+        input.extend_from_slice(arrived);
+        self.consume(n);
+        Ok(Some(n))
     }
 
     fn try_read_into(&mut self, _buf: &mut BytesMut) -> io::Result<usize> {
@@ -149,8 +152,8 @@ pub async fn serve<S: Wire>(
     let config = &shared.config;
     let mut codec = RequestCodec::new(config.limits, config.users.auth_required());
     let mut session = Session::new(id, peer, config.users.initial_identity());
-    // The connection's own buffers: empty (no allocation) while idle on plain TCP; on TLS the
-    // read buffer, and the output grown by the first reply and kept (cleared, not freed).
+    // The connection's own buffers: empty (no allocation) while idle, but on TLS the output,
+    // grown by the first reply and kept (cleared, not freed).
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     let mut tap: Option<Tap> = None;
@@ -239,7 +242,13 @@ pub async fn serve<S: Wire>(
                 let turn = match ready {
                     Err(_) => Turn::Closed(Close::ReadError),
                     Ok(Some(0)) => Turn::Closed(Close::PeerClosed),
-                    Ok(Some(_)) => batch(&mut input, &mut output),
+                    Ok(Some(_)) => {
+                        let turn = batch(&mut input, &mut output);
+                        if input.is_empty() {
+                            input = BytesMut::new();
+                        }
+                        turn
+                    }
                     Ok(None) => scratch_turn(&mut stream, &mut input, &mut output, &mut batch),
                 };
                 let (ran, protocol_error) = match turn {
