@@ -340,6 +340,20 @@ async fn the_address_follows_each_publication() {
         client.call(&ask).await,
         b"*2\r\n$3\r\n::1\r\n$4\r\n6380\r\n"
     );
+    // The state just served (its reply encoded once), copied and changed: the copy answers
+    // for its own master, never with the reply encoded for the one it was copied from.
+    let mut copied = server
+        .registry
+        .with(b"mymaster", |state| state.clone())
+        .expect("a configured name");
+    if let valkey_coordinator::verdict::Verdict::Agreed(agreement) = &mut copied.verdict {
+        agreement.master = "10.1.2.3:6390".parse::<Addr>().expect("addr");
+    }
+    server.registry.publish(copied);
+    assert_eq!(
+        client.call(&ask).await,
+        b"*2\r\n$8\r\n10.1.2.3\r\n$4\r\n6390\r\n"
+    );
     server.registry.publish(no_quorum_state("mymaster"));
     assert_eq!(client.call(&ask).await, b"*-1\r\n");
     server.stop().await;

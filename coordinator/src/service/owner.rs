@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{NameState, Registry, TapMessage};
+use super::registry::{NameState, Registry, ReplyCache, TapMessage};
 use crate::addr::{Addr, PodAliases, PodId};
 use crate::verdict::{
     Agreement, MonotonicTime, SentinelId, SentinelView, Verdict, VerdictInput, decide,
@@ -265,6 +265,7 @@ impl Owner {
             generation: previous.generation + 1,
             changes,
             published_at: SystemTime::now(),
+            master_addr_reply: ReplyCache::default(),
         };
         let state = Arc::new(state);
         self.registry.publish((*state).clone());

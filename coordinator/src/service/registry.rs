@@ -24,8 +24,8 @@
 //! and never locked.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -63,6 +63,39 @@ pub struct NameState {
     pub changes: u64,
     /// Wall-clock time of this publication, for operators.
     pub published_at: SystemTime,
+    /// The `GET-MASTER-ADDR-BY-NAME` reply for this state, encoded by the first request that
+    /// asks and copied by every later one.
+    pub master_addr_reply: ReplyCache,
+}
+
+/// A reply the server encodes once per published state and then copies: every client asks
+/// `GET-MASTER-ADDR-BY-NAME` again and again, and formatting the address each time was the
+/// largest part of the server's own cost per request. A clone starts empty, so a state copied
+/// to be changed never carries the reply of the one it was copied from.
+#[derive(Default)]
+pub struct ReplyCache(OnceLock<Box<[u8]>>);
+
+impl ReplyCache {
+    /// The reply, encoded by `encode` if this is the first ask.
+    pub fn get_or_init(&self, encode: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+        self.0.get_or_init(encode)
+    }
+}
+
+impl Clone for ReplyCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for ReplyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ReplyCache(encoded)"
+        } else {
+            "ReplyCache(empty)"
+        })
+    }
 }
 
 impl NameState {
@@ -88,6 +121,7 @@ impl NameState {
             generation: 0,
             changes: 0,
             published_at: SystemTime::now(),
+            master_addr_reply: ReplyCache::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use valkey_coordinator::addr::Addr;
-use valkey_coordinator::service::registry::{NameState, Registry};
+use valkey_coordinator::service::registry::{NameState, Registry, ReplyCache};
 use valkey_coordinator::service::server::{self, ServerConfig};
 use valkey_coordinator::verdict::{
     Agreement, Candidate, MonotonicTime, NoQuorum, NoQuorumReason, SentinelId, SentinelReport,
@@ -287,6 +287,7 @@ pub fn fixture_agreed_state(name: &str, votes: usize) -> NameState {
         generation: 1,
         changes: 1,
         published_at: SystemTime::now(),
+        master_addr_reply: ReplyCache::default(),
     }
 }
 
@@ -329,6 +330,7 @@ pub fn no_quorum_state(name: &str) -> NameState {
         generation: 2,
         changes: 2,
         published_at: SystemTime::now(),
+        master_addr_reply: ReplyCache::default(),
     }
 }
 

@@ -393,16 +393,21 @@ fn run_batch(
     counts: &mut BatchCounts,
 ) -> (usize, bool) {
     let mut ran = 0;
+    // A command's time runs from the end of the one before it in the batch (from the batch's
+    // start for the first), so it includes its own decoding and costs one clock read, not two:
+    // at pipeline 16, reading the clock took 3 % of the coordinator's CPU samples.
+    let mut mark = Instant::now();
     let protocol_error = loop {
         if session.closing {
             break false;
         }
         match codec.decode(input) {
             Ok(Some(args)) => {
-                let started = Instant::now();
                 let name = execute(&args, session, shared, codec, output);
+                let done = Instant::now();
                 counts.count(name);
-                counts.latency.observe(started.elapsed());
+                counts.latency.observe(done - mark);
+                mark = done;
                 ran += 1;
             }
             Ok(None) => break false,

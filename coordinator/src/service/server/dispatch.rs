@@ -222,7 +222,11 @@ fn get_master_addr_by_name(name: &[u8], protocol: Protocol, shared: &Shared, out
         .registry
         .with(name, |state| match state.verdict.agreement() {
             Some(agreement) => {
-                records::put_master_addr(out, &agreement.master);
+                out.extend_from_slice(
+                    state
+                        .master_addr_reply
+                        .get_or_init(|| records::master_addr_reply(&agreement.master)),
+                );
                 true
             }
             None => false,

@@ -220,9 +220,15 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// Writes the `[ip, port]` reply straight into the output buffer: the hot path
-/// (`GET-MASTER-ADDR-BY-NAME`) allocates nothing. Identical in RESP2 and RESP3.
-pub fn put_master_addr(out: &mut BytesMut, master: &Addr) {
+/// The `[ip, port]` reply, identical in RESP2 and RESP3, encoded once per published state
+/// (the registry's `ReplyCache`) for the hot path, `GET-MASTER-ADDR-BY-NAME`.
+pub fn master_addr_reply(master: &Addr) -> Box<[u8]> {
+    let mut out = BytesMut::new();
+    put_master_addr(&mut out, master);
+    out.to_vec().into_boxed_slice()
+}
+
+fn put_master_addr(out: &mut BytesMut, master: &Addr) {
     let mut host = StackText::new();
     let mut port = StackText::new();
     // A port always fits; a host name longer than the stack buffer (DNS allows 253 bytes) takes
