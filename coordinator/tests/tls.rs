@@ -154,9 +154,10 @@ impl Drop for Scratch {
     }
 }
 
-#[tokio::test]
-async fn a_client_with_the_lab_ca_and_its_certificate_is_served_and_plaintext_gets_nothing() {
-    let dir = Scratch::new("served");
+/// A PKI made in a fresh directory and a server with its coordinator certificate that requires
+/// a client certificate: the setup of the tests that only need a TLS server that works.
+async fn served_with_lab_certificates(name: &str) -> (Scratch, LabTls, TlsServer) {
+    let dir = Scratch::new(name);
     let pki = pki(&dir.0);
     let server = TlsServer::start(
         &pki,
@@ -164,6 +165,12 @@ async fn a_client_with_the_lab_ca_and_its_certificate_is_served_and_plaintext_ge
         ClientAuth::Required,
     )
     .await;
+    (dir, pki, server)
+}
+
+#[tokio::test]
+async fn a_client_with_the_lab_ca_and_its_certificate_is_served_and_plaintext_gets_nothing() {
+    let (_dir, pki, server) = served_with_lab_certificates("served").await;
     let tls = client(pki.ca_cert(), pki.volume(CLIENT), None);
     ping(&server.addr(), &access(tls))
         .await
@@ -426,14 +433,7 @@ async fn a_rotated_client_certificate_is_presented_on_new_links_and_old_links_ke
 /// answers the name set just before it, so a lost, repeated or reordered request shows.
 #[tokio::test]
 async fn a_pipelined_batch_spanning_several_tls_records_is_answered_in_order() {
-    let dir = Scratch::new("pipelined");
-    let pki = pki(&dir.0);
-    let server = TlsServer::start(
-        &pki,
-        &pki.volume(COORDINATOR).expect("issued").identity(),
-        ClientAuth::Required,
-    )
-    .await;
+    let (_dir, pki, server) = served_with_lab_certificates("pipelined").await;
     let tls = client(pki.ca_cert(), pki.volume(CLIENT), None);
     let mut connection = conn::connect(&server.addr(), &access(tls))
         .await
