@@ -705,9 +705,8 @@ async fn apply(
 
 /// Waits until the group has settled: every sentinel monitors and names one master `M`, with
 /// every option the group runs with, and knows every other data pod as its replica and every
-/// other sentinel, `M` says
-/// `role:master`, every other data pod is a linked replica of `M`, and the coordinator names
-/// `M`. Returns `M`'s index and how long it took.
+/// other sentinel, `M` says `role:master`, every other data pod is a linked replica of `M`,
+/// and the coordinator names `M`. Returns `M`'s index and how long it took.
 async fn settle(bench: &Bench) -> Result<(usize, Duration), String> {
     let began = Instant::now();
     let lab = &bench.lab;

@@ -34,9 +34,9 @@ use super::Shared;
 use super::dispatch::{Session, execute};
 use crate::service::registry::{LocalLatency, Stats, TapMessage, TapScope};
 
-/// What a plaintext connection reads at most per turn into the thread's scratch. A batch of 16 pipelined `GET-MASTER-ADDR-BY-NAME` is about 1 KiB and
-/// should arrive in one read: measured with bench/run.sh on 2 cores, 512 bytes cost 15 % of
-/// the P16 throughput and 2 KiB 10 %.
+/// What a plaintext connection reads at most per turn into the thread's scratch. A batch of 16
+/// pipelined `GET-MASTER-ADDR-BY-NAME` is about 1 KiB and should arrive in one read: measured
+/// with bench/run.sh on 2 cores, 512 bytes cost 15 % of the P16 throughput and 2 KiB 10 %.
 const INPUT_CAPACITY: usize = 4096;
 /// What the thread's scratch output keeps between batches; a larger one (a big `INFO`, a
 /// burst of tap messages) is let go after use.

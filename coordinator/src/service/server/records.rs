@@ -220,26 +220,15 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// The `[ip, port]` reply, identical in RESP2 and RESP3, encoded once per published state
-/// (the registry's `ReplyCache`) for the hot path, `GET-MASTER-ADDR-BY-NAME`.
+/// The `[ip, port]` reply, identical in RESP2 and RESP3. Encoded once per published state (the
+/// registry's `ReplyCache`) and copied by every `GET-MASTER-ADDR-BY-NAME` after, so it may
+/// allocate.
 pub fn master_addr_reply(master: &Addr) -> Box<[u8]> {
+    let host = master.host().to_string();
+    let port = master.port().to_string();
     let mut out = BytesMut::new();
-    put_master_addr(&mut out, master);
+    put_pair(&mut out, host.as_bytes(), port.as_bytes());
     out.to_vec().into_boxed_slice()
-}
-
-fn put_master_addr(out: &mut BytesMut, master: &Addr) {
-    let mut host = StackText::new();
-    let mut port = StackText::new();
-    // A port always fits; a host name longer than the stack buffer (DNS allows 253 bytes) takes
-    // the allocating path.
-    let _ = write!(port, "{}", master.port());
-    if write!(host, "{}", master.host()).is_err() {
-        let host = master.host().to_string();
-        put_pair(out, host.as_bytes(), port.as_bytes());
-        return;
-    }
-    put_pair(out, host.as_bytes(), port.as_bytes());
 }
 
 fn put_pair(out: &mut BytesMut, host: &[u8], port: &[u8]) {
